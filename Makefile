@@ -1,0 +1,48 @@
+# algd — run `make help` for the list of targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+ENV     ?= PointButton
+ARGS    ?=
+LOGDIR  ?= logs
+PYTEST_ARGS ?=
+STAMP   := $(VENV)/.installed
+
+.PHONY: help install train test test-slow tensorboard clean
+
+help: ## Show this help
+	@echo "algd — Augmented Lagrangian-Guided Diffusion for safe RL"
+	@echo
+	@echo "Usage: make <target> [ENV=<task>] [ARGS=\"<hydra overrides>\"]"
+	@echo
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@echo
+	@echo "Examples:"
+	@echo "  make train ENV=PointButton                       # paper protocol, defaults of configs/train.yaml"
+	@echo "  make train ENV=toy ARGS=\"experiment=sac_lag seed=1\""
+	@echo "  make train ENV=CarButton ARGS=\"protocol=standard total_frames=200000\""
+
+# The venv is (re)built when any install input changes; otherwise this is a no-op.
+$(STAMP): pyproject.toml constraints.txt scripts/install.sh scripts/patch_safety_gymnasium.py
+	@bash scripts/install.sh
+	@touch $@
+
+install: $(STAMP) ## Create/update .venv (pinned; safety-gymnasium installed and patched for Python 3.11)
+
+train: $(STAMP) ## Train: make train ENV=<task> ARGS="<hydra overrides>" (≡ python -m algd.train env=<task> ...)
+	@$(PY) -m algd.train env=$(ENV) $(ARGS)
+
+test: $(STAMP) ## Run the test suite (unit, config, end-to-end incl. real Safety-Gymnasium); < 10 min on 2 cores
+	@$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP) ## Run only the long tests (marked slow)
+	@$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+tensorboard: $(STAMP) ## Serve TensorBoard over all runs in logs/ (LOGDIR=... to choose)
+	@$(VENV)/bin/tensorboard --logdir $(LOGDIR) --bind_all
+
+clean: ## Remove the venv, caches and build artefacts (keeps logs/)
+	rm -rf $(VENV) .pytest_cache build dist src/*.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

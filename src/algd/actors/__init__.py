@@ -1,0 +1,47 @@
+"""Actors. Every actor follows one contract so the LightningModule never branches on the actor type:
+
+- ``act(obs, deterministic)`` → env-scale action (no gradient);
+- ``target_action(obs)`` → (a', bonus): a stochastic next action for critic targets and the value added to
+  min-Q' (−α·log π for an entropy-regularised actor, 0 otherwise);
+- ``loss(obs, energy_fn)`` → (loss, metrics): the actor's whole objective, given ``energy_fn(obs, action)``
+  (per-sample energy, lower is better) built by the LightningModule from the critics, λ and the energy;
+- ``policy()`` → a TensorDict module (``observation`` → ``action``) for collectors and evaluation that samples,
+  or acts deterministically under TorchRL's deterministic exploration type.
+"""
+
+from __future__ import annotations
+
+import torch
+from tensordict.nn import TensorDictModule
+from torch import nn
+from torchrl.envs.utils import ExplorationType, exploration_type
+
+
+class ActionScaler(nn.Module):
+    """Maps a squashed action in [−1, 1] to the env bounds [low, high]."""
+
+    def __init__(self, low: torch.Tensor, high: torch.Tensor):
+        super().__init__()
+        low, high = torch.as_tensor(low, dtype=torch.float32), torch.as_tensor(high, dtype=torch.float32)
+        self.register_buffer("scale", (high - low) / 2)
+        self.register_buffer("bias", (high + low) / 2)
+
+    def forward(self, squashed: torch.Tensor) -> torch.Tensor:
+        return squashed * self.scale + self.bias
+
+
+class _Policy(nn.Module):
+    def __init__(self, actor: nn.Module):
+        super().__init__()
+        self.actor = actor
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        deterministic = exploration_type() in (ExplorationType.DETERMINISTIC, ExplorationType.MODE,
+                                               ExplorationType.MEAN)
+        with torch.no_grad():
+            return self.actor.act(observation, deterministic=deterministic)
+
+
+def as_policy(actor: nn.Module) -> TensorDictModule:
+    """Wrap an actor as a TensorDict policy for TorchRL collectors and ``env.rollout``."""
+    return TensorDictModule(_Policy(actor), in_keys=["observation"], out_keys=["action"])

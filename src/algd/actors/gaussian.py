@@ -1,0 +1,73 @@
+"""Tanh-squashed Gaussian actor with automatic entropy tuning (the SAC-Lag / CAL baseline actor, spec §9)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from algd.actors import ActionScaler, as_policy
+from algd.nets import mlp
+
+
+class GaussianActor(nn.Module):
+    """π(a|s) = tanh(N(μ(s), σ(s)²)) rescaled to the env bounds; MLP trunk (2×256 by default).
+
+    Loss (minimised):  mean[ α·log π(a|s) + E(s, a) ],  a ~ π reparameterised, E the energy
+    (e.g. −min Q + λ·(Q̂c − h)); plus the temperature loss −log α·(log π + target_entropy) with target −|A|.
+    Deterministic action: tanh(μ(s)).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, action_low, action_high, hidden=(256, 256),
+                 log_std_min: float = -20.0, log_std_max: float = 2.0, init_alpha: float = 0.2,
+                 autotune_alpha: bool = True, target_entropy: float | None = None):
+        super().__init__()
+        self.net = mlp(obs_dim, 2 * act_dim, hidden, "relu")
+        self.scaler = ActionScaler(action_low, action_high)
+        self.log_std_min, self.log_std_max = float(log_std_min), float(log_std_max)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(init_alpha)), requires_grad=bool(autotune_alpha))
+        self.target_entropy = float(-act_dim if target_entropy is None else target_entropy)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.exp().detach()
+
+    def _dist(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, log_std = self.net(obs).chunk(2, dim=-1)
+        return mu, log_std.clamp(self.log_std_min, self.log_std_max)
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised env-scale action and its log-density log π(a|s) (shape [B, 1])."""
+        mu, log_std = self._dist(obs)
+        std = log_std.exp()
+        u = mu + std * torch.randn_like(mu)
+        # log N(u; μ, σ) − Σ log(1 − tanh(u)²), the latter in the stable form 2·(log 2 − u − softplus(−2u)).
+        log_prob = (-0.5 * ((u - mu) / std).square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1, keepdim=True)
+        log_prob = log_prob - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1, keepdim=True)
+        log_prob = log_prob - self.scaler.scale.log().sum()
+        return self.scaler(torch.tanh(u)), log_prob
+
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        if deterministic:
+            return self.scaler(torch.tanh(self._dist(obs)[0]))
+        return self.sample(obs)[0]
+
+    def target_action(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        action, log_prob = self.sample(obs)
+        return action, -self.alpha * log_prob
+
+    def loss(self, obs: torch.Tensor, energy_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+        action, log_prob = self.sample(obs)
+        energy = energy_fn(obs, action)
+        policy_loss = (self.alpha * log_prob + energy).mean()
+        alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+        metrics = {"loss/policy": policy_loss.detach(), "loss/alpha": alpha_loss.detach(),
+                   "train/alpha": self.alpha, "train/entropy": -log_prob.detach().mean(),
+                   "train/energy": energy.detach().mean()}
+        return policy_loss + alpha_loss, metrics
+
+    def policy(self):
+        return as_policy(self)

@@ -1,0 +1,33 @@
+"""Energies: the per-state Lagrangian in action space that guides the actor (spec §1).
+
+Each energy maps (min-Q, risk-adjusted cost Q̂c, λ, h) to a per-sample value; lower is better for the actor.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LagrangianEnergy(nn.Module):
+    """Plain Lagrangian:  L(s,a,λ) = −min(Q1,Q2)(s,a) + λ·(Q̂c(s,a) − h)."""
+
+    def forward(self, q: torch.Tensor, qc_hat: torch.Tensor, lam: torch.Tensor, h: float) -> torch.Tensor:
+        return -q + lam * (qc_hat - h)
+
+
+class AugmentedLagrangianEnergy(nn.Module):
+    """Augmented Lagrangian:  L_A(s,a,λ) = −min(Q1,Q2)(s,a) + (1/(2ρ))·([λ + ρ·(Q̂c(s,a) − h)]_+² − λ²).
+
+    With g = Q̂c − h: the penalty is λg + (ρ/2)g² where λ + ρg ≥ 0, and the constant −λ²/(2ρ) otherwise.
+    """
+
+    def __init__(self, rho: float = 1.0):
+        super().__init__()
+        if rho <= 0:
+            raise ValueError(f"energy.rho must be > 0, got {rho}")
+        self.rho = float(rho)
+
+    def forward(self, q: torch.Tensor, qc_hat: torch.Tensor, lam: torch.Tensor, h: float) -> torch.Tensor:
+        shifted = (lam + self.rho * (qc_hat - h)).clamp(min=0.0)
+        return -q + (shifted.square() - lam.square()) / (2.0 * self.rho)

@@ -1,0 +1,125 @@
+"""Environments: Safety-Gymnasium through TorchRL, and a small torch toy task.
+
+Every factory returns a TorchRL ``EnvBase`` whose transitions carry ``("next", "cost")`` (float32, shape ``[]``),
+``("next", "reward")`` (shape ``[1]``) and ``done``/``terminated``/``truncated`` flags, so the rest of the pipeline
+never branches on the environment kind.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Bounded, Composite, Unbounded
+from torchrl.envs import DoubleToFloat, EnvBase, TransformedEnv
+
+
+def per_step_cost_target(cost_limit: float, gamma: float, episode_length: int) -> float:
+    """h = d·(1 − γ^T) / ((1 − γ)·T): an episode cost limit d spread over T steps, in discounted Q units."""
+    if gamma == 1.0:
+        return cost_limit / episode_length
+    return cost_limit * (1.0 - gamma**episode_length) / ((1.0 - gamma) * episode_length)
+
+
+@dataclass
+class EnvInfo:
+    """What the rest of the pipeline needs to know about a task (runtime shapes come from the env specs)."""
+
+    name: str
+    episode_length: int
+    cost_limit: float
+    cost_done_mask: bool  # whether a true termination also ends the cost bootstrap (False on Safety-Gym)
+
+
+class SafetyGymFactory:
+    """Builds a Safety-Gymnasium task wrapped for TorchRL.
+
+    ``fixed_layout=True`` (paper protocol) draws the object layout once from ``layout_seed`` and freezes it for every
+    later reset; otherwise layouts are re-drawn each episode from the env RNG, seeded by the run seed.
+    """
+
+    def __init__(self, name: str, id: str, max_episode_steps: int, cost_limit: float, fixed_layout: bool,
+                 layout_seed: int = 0):
+        self.info = EnvInfo(name=name, episode_length=int(max_episode_steps), cost_limit=float(cost_limit),
+                            cost_done_mask=False)
+        self.id, self.fixed_layout, self.layout_seed = id, bool(fixed_layout), int(layout_seed)
+
+    def __call__(self, seed: int) -> EnvBase:
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        import safety_gymnasium
+        from torchrl.envs.libs.safety_gymnasium import SafetyGymnasiumWrapper
+
+        raw = safety_gymnasium.make(self.id, max_episode_steps=self.info.episode_length)
+        if self.fixed_layout:
+            # Seeding is refused once the layout is frozen, so seed first, then freeze.
+            raw.reset(seed=self.layout_seed)
+            raw.unwrapped.task.mechanism_conf.randomize_layout = False
+        else:
+            raw.reset(seed=int(seed))
+        return TransformedEnv(SafetyGymnasiumWrapper(raw), DoubleToFloat())
+
+
+class ToyHazardEnv(EnvBase):
+    """A 2-D point must reach a goal; a circular hazard sits on the straight path and costs 1 per step inside.
+
+    Start ≈ (−1, 0) (± ``start_noise``), goal (1, 0), hazard centred at the origin with radius ``hazard_radius``.
+    Action a ∈ [−1, 1]² moves the point by ``speed``·a. Reward −‖p − goal‖ per step; the episode is truncated after
+    ``max_episode_steps``. The straight line (best without a constraint) spends ≈ 2r/speed steps in the hazard, far
+    above the default cost limit; the detour around the hazard is safe and only slightly slower.
+    Observation: [p, goal − p, hazard − p] (6 values).
+    """
+
+    GOAL = (1.0, 0.0)
+    START = (-1.0, 0.0)
+
+    def __init__(self, max_episode_steps: int = 50, hazard_radius: float = 0.7, speed: float = 0.1,
+                 start_noise: float = 0.1, seed: int | None = None, device: str = "cpu"):
+        super().__init__(device=device, batch_size=torch.Size([]))
+        self.max_episode_steps, self.hazard_radius = int(max_episode_steps), float(hazard_radius)
+        self.speed, self.start_noise = float(speed), float(start_noise)
+        self.observation_spec = Composite(observation=Unbounded(shape=(6,)), cost=Unbounded(shape=()))
+        self.action_spec = Bounded(low=-1.0, high=1.0, shape=(2,))
+        self.reward_spec = Unbounded(shape=(1,))
+        self._goal, self._start = torch.tensor(self.GOAL), torch.tensor(self.START)
+        self._rng = torch.Generator()
+        self._pos, self._t = self._start.clone(), 0
+        self._set_seed(0 if seed is None else seed)
+
+    def _obs(self) -> torch.Tensor:
+        return torch.cat([self._pos, self._goal - self._pos, -self._pos])
+
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
+        noise = (torch.rand(2, generator=self._rng) * 2 - 1) * self.start_noise
+        self._pos, self._t = self._start + noise, 0
+        false = torch.zeros(1, dtype=torch.bool)
+        return TensorDict(observation=self._obs(), cost=torch.zeros(()), done=false, terminated=false.clone(),
+                          truncated=false.clone())
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        action = tensordict["action"].clamp(-1.0, 1.0)
+        self._pos = (self._pos + self.speed * action).clamp(-2.0, 2.0)
+        self._t += 1
+        cost = (self._pos.norm() < self.hazard_radius).float()
+        reward = -(self._pos - self._goal).norm().reshape(1)
+        truncated = torch.tensor([self._t >= self.max_episode_steps])
+        return TensorDict(observation=self._obs(), cost=cost, reward=reward, done=truncated.clone(),
+                          terminated=torch.zeros(1, dtype=torch.bool), truncated=truncated)
+
+    def _set_seed(self, seed: int | None) -> None:
+        self._rng.manual_seed(int(seed) if seed is not None else 0)
+
+
+class ToyFactory:
+    """Factory for :class:`ToyHazardEnv` (``env=toy``); it has its own episode length and cost limit."""
+
+    def __init__(self, name: str = "toy", max_episode_steps: int = 50, cost_limit: float = 2.0,
+                 hazard_radius: float = 0.7, speed: float = 0.1, start_noise: float = 0.1):
+        self.info = EnvInfo(name=name, episode_length=int(max_episode_steps), cost_limit=float(cost_limit),
+                            cost_done_mask=False)
+        self.kwargs = dict(max_episode_steps=max_episode_steps, hazard_radius=hazard_radius, speed=speed,
+                           start_noise=start_noise)
+
+    def __call__(self, seed: int) -> EnvBase:
+        return ToyHazardEnv(seed=int(seed), **self.kwargs)

@@ -1,0 +1,160 @@
+"""The learner: a LightningModule with manual optimisation (spec §2, §6, §7).
+
+``training_step(batch)`` is "batch in, losses out" and never touches an environment. One update, in order:
+reward critics → cost-critic ensemble → actor → λ → Polyak targets (every ``polyak_every`` updates).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import lightning as L
+import torch
+from tensordict import TensorDictBase
+from torch import nn
+
+from algd.nets import QEnsemble, polyak_
+
+
+def risk_adjusted(qc: torch.Tensor, k: float) -> torch.Tensor:
+    """Q̂c = mean_e Qc_e + k·std_e Qc_e over the ensemble axis 0 (std := 0 for a single member)."""
+    if qc.shape[0] == 1 or k == 0:
+        return qc.mean(0)
+    return qc.mean(0) + k * qc.std(0)
+
+
+@contextmanager
+def frozen(*modules: nn.Module):
+    """Turn off parameter gradients (so an actor loss never writes into critic parameters)."""
+    params = [p for m in modules for p in m.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)
+
+
+class SafeActorCritic(L.LightningModule):
+    """Twin reward critics, a batched cost-critic ensemble (size ``ensemble``, risk coefficient ``k``), an actor
+    and a Lagrange multiplier, each with its own optimiser; the energy guides the actor.
+
+    Reward target:  y  = r + γ·(1 − terminated)·(min(Q1', Q2')(s', a') + bonus),   a' ~ π(s')
+    Cost target:    yc = c + γ_c·mask_c·Qc_e'(s', a')  per member e  (mask_c ≡ 1 unless ``cost_done_mask``)
+    Losses: sum over members of the members' MSEs.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, action_low, action_high, h: float, cost_done_mask: bool,
+                 actor: Callable[..., nn.Module], energy: nn.Module, multiplier: nn.Module,
+                 optim: Callable[..., torch.optim.Optimizer], critic_hidden=(256, 256), cost_hidden=(256, 256),
+                 ensemble: int = 4, k: float = 1.0, gamma: float = 0.99, cost_gamma: float = 0.99,
+                 tau: float = 0.005, polyak_every: int = 2, grad_clip: float | None = None):
+        super().__init__()
+        self.automatic_optimization = False
+        self.actor = actor(obs_dim=obs_dim, act_dim=act_dim, action_low=action_low, action_high=action_high)
+        self.q = QEnsemble(obs_dim + act_dim, 1, list(critic_hidden), members=2, act="relu")
+        self.qc = QEnsemble(obs_dim + act_dim, 1, list(cost_hidden), members=int(ensemble), act="silu")
+        self.q_target, self.qc_target = copy.deepcopy(self.q), copy.deepcopy(self.qc)
+        for p in [*self.q_target.parameters(), *self.qc_target.parameters()]:
+            p.requires_grad_(False)
+        self.energy, self.multiplier, self.optim = energy, multiplier, optim
+        self.h, self.k, self.cost_done_mask = float(h), float(k), bool(cost_done_mask)
+        self.gamma, self.cost_gamma, self.tau = float(gamma), float(cost_gamma), float(tau)
+        self.polyak_every, self.grad_clip = int(polyak_every), grad_clip
+        self.updates = 0
+        self._sums: dict[str, torch.Tensor] = {}
+        self._count = 0
+
+    # ----------------------------------------------------------------------------------------------- optimisers
+    def configure_optimizers(self):
+        groups = [self.q.parameters(), self.qc.parameters(), self.actor.parameters(), self.multiplier.parameters()]
+        return [self.optim(params=list(g)) for g in groups]
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return None if batch is None else batch.to(device, non_blocking=True)
+
+    def _step(self, opt, loss: torch.Tensor, params) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        opt.step()
+
+    # ------------------------------------------------------------------------------------------------ the update
+    def energy_fn(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Per-sample energy E(s, a) with the online critics and the current (detached) λ."""
+        q = self.q(obs, action).min(0).values
+        qc_hat = risk_adjusted(self.qc(obs, action), self.k)
+        return self.energy(q, qc_hat, self.multiplier.lam.detach(), self.h)
+
+    def training_step(self, batch: TensorDictBase | None, batch_idx: int = 0) -> dict[str, torch.Tensor] | None:
+        if batch is None:  # a collection tick without a due update (warm-up)
+            return None
+        opt_q, opt_qc, opt_actor, opt_lam = self.optimizers()
+        obs, action = batch["observation"], batch["action"]
+        nxt = batch["next"]
+        next_obs, reward = nxt["observation"], nxt["reward"]
+        cost = nxt["cost"].reshape(reward.shape)
+        not_term = 1.0 - nxt["terminated"].reshape(reward.shape).float()
+        cost_mask = not_term if self.cost_done_mask else torch.ones_like(not_term)
+
+        with torch.no_grad():
+            next_action, bonus = self.actor.target_action(next_obs)
+            y = reward + self.gamma * not_term * (self.q_target(next_obs, next_action).min(0).values + bonus)
+            yc = cost + self.cost_gamma * cost_mask * self.qc_target(next_obs, next_action)
+
+        q = self.q(obs, action)
+        critic_loss = (q - y).square().mean((1, 2)).sum()
+        self._step(opt_q, critic_loss, self.q.parameters())
+
+        qc = self.qc(obs, action)
+        cost_loss = (qc - yc).square().mean((1, 2)).sum()
+        self._step(opt_qc, cost_loss, self.qc.parameters())
+
+        with frozen(self.q, self.qc):
+            actor_loss, actor_metrics = self.actor.loss(obs, self.energy_fn)
+        self._step(opt_actor, actor_loss, self.actor.parameters())
+
+        # λ from replay actions; Q̂c from the cost critics' forward above (before their step).
+        g = risk_adjusted(qc.detach(), self.k) - self.h
+        lam_loss = self.multiplier.loss(g)
+        self._step(opt_lam, lam_loss, self.multiplier.parameters())
+
+        self.updates += 1
+        if self.updates % self.polyak_every == 0:
+            polyak_(self.q_target, self.q, self.tau)
+            polyak_(self.qc_target, self.qc, self.tau)
+
+        metrics = {
+            "loss/critic": critic_loss.detach(), "loss/cost_critic": cost_loss.detach(),
+            "loss/actor": actor_loss.detach(), "loss/lambda": lam_loss.detach(),
+            "lagrange/lambda": self.multiplier.lam.detach(), "lagrange/qc_hat": (g + self.h).mean(),
+            "lagrange/violation": g.clamp(min=0).mean(), "train/q": q.detach().mean(), **actor_metrics,
+        }
+        self._accumulate(metrics)
+        return metrics
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["updates"] = self.updates
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.updates = int(checkpoint.get("updates", 0))
+
+    # -------------------------------------------------------------------------------------------------- metrics
+    def _accumulate(self, metrics: dict[str, torch.Tensor]) -> None:
+        for key, value in metrics.items():
+            self._sums[key] = self._sums[key] + value if key in self._sums else value.clone()
+        self._count += 1
+
+    def pop_metrics(self) -> dict[str, float]:
+        """Means of the metrics since the last call (one host sync, at logging time only)."""
+        if not self._count:
+            return {}
+        keys = list(self._sums)
+        values = (torch.stack([self._sums[k] for k in keys]).float() / self._count).tolist()
+        self._sums, self._count = {}, 0
+        return {**dict(zip(keys, values)), "lagrange/h": self.h}

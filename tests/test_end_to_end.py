@@ -1,0 +1,71 @@
+"""End-to-end through the real Hydra entry point (subprocesses), on the toy env and on real Safety-Gymnasium."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import run_dirs, run_train
+
+REQUIRED_TAGS = {"train/episode_return", "train/episode_cost", "loss/critic", "loss/actor", "lagrange/lambda",
+                 "eval/return", "eval/cost", "time/fps"}
+TINY = ["utd=1", "batch_size=64", "eval_episodes=1", "log_every_frames=100"]
+
+
+def scalars(run_dir: Path) -> dict[str, list]:
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: acc.Scalars(tag) for tag in acc.Tags()["scalars"]}
+
+
+def load_ckpt(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def test_toy_end_to_end(tmp_path):
+    proc = run_train("env=toy", "total_frames=2000", "warmup_frames=1000", "eval_every_frames=1000",
+                     "checkpoint_every_frames=1000", *TINY, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = run_dirs(tmp_path)
+    assert f"run dir: {run_dir}" in proc.stdout and f"tensorboard --logdir {run_dir}" in proc.stdout
+    tags = scalars(run_dir)
+    assert REQUIRED_TAGS <= set(tags), REQUIRED_TAGS - set(tags)
+    # x-axis is environment frames: eval at 1000 and 2000; every episode (50 steps) of 2000 frames logged
+    assert [e.step for e in tags["eval/return"]] == [1000, 2000]
+    assert len(tags["train/episode_return"]) == 2000 // 50
+    assert max(e.step for e in tags["loss/critic"]) == 2000
+    ckpt = load_ckpt(run_dir / "checkpoints" / "last.ckpt")
+    assert (run_dir / "checkpoints" / "frame_1000.ckpt").exists()
+    dm_state = ckpt["RLDataModule"]
+    assert dm_state["frames"] == 2000 and dm_state["updates"] == 1000  # utd 1 × (2000 − 1000 warm-up)
+    assert ckpt["updates"] == 1000
+
+
+def test_hydra_multirun_ablation(tmp_path):
+    proc = run_train("-m", "env=toy", "actor=gaussian", "energy=augmented,lagrangian", "total_frames=300",
+                     "warmup_frames=200", "eval_every_frames=300", *TINY, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = sorted(d.name for d in run_dirs(tmp_path))
+    assert len(names) == 2 and all("energy=" in n for n in names), names
+
+
+@pytest.mark.safety_gym
+@pytest.mark.parametrize("protocol, episode, h", [("paper", 400, "2.4550"), ("standard", 1000, "2.4999")])
+def test_real_safety_gym_point_button(tmp_path, protocol, episode, h):
+    proc = run_train("env=PointButton", f"protocol={protocol}", "total_frames=300", "warmup_frames=200",
+                     "eval_every_frames=300", *TINY, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"h = {h}" in proc.stdout and f"{protocol} protocol" in proc.stdout
+    (run_dir,) = run_dirs(tmp_path)
+    tags = scalars(run_dir)
+    assert {"loss/critic", "loss/actor", "lagrange/lambda", "eval/return", "eval/cost", "time/fps"} <= set(tags)
+    assert tags["eval/length"][-1].value == episode  # a full, deterministic episode of the protocol's length
+
+
+def test_unknown_env_fails_with_one_clear_line(tmp_path):
+    proc = run_train("env=NoSuchTask", tmp_path=tmp_path, timeout=60)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "unknown env 'NoSuchTask'" in lines[0] and "PointButton" in lines[0] and "toy" in lines[0]
