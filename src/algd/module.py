@@ -71,8 +71,9 @@ class SafeActorCritic(L.LightningModule):
 
     # ----------------------------------------------------------------------------------------------- optimisers
     def configure_optimizers(self):
-        groups = [self.q.parameters(), self.qc.parameters(), self.actor.parameters(), self.multiplier.parameters()]
-        return [self.optim(params=list(g)) for g in groups]
+        """Adam for reward critics, cost ensemble and actor, plus one for the multiplier if it has parameters."""
+        groups = [list(m.parameters()) for m in (self.q, self.qc, self.actor, self.multiplier)]
+        return [self.optim(params=g) for g in groups if g]
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         return None if batch is None else batch.to(device, non_blocking=True)
@@ -94,7 +95,7 @@ class SafeActorCritic(L.LightningModule):
     def training_step(self, batch: TensorDictBase | None, batch_idx: int = 0) -> dict[str, torch.Tensor] | None:
         if batch is None:  # a collection tick without a due update (warm-up)
             return None
-        opt_q, opt_qc, opt_actor, opt_lam = self.optimizers()
+        opt_q, opt_qc, opt_actor, *opt_lam = self.optimizers()
         obs, action = batch["observation"], batch["action"]
         nxt = batch["next"]
         next_obs, reward = nxt["observation"], nxt["reward"]
@@ -121,8 +122,7 @@ class SafeActorCritic(L.LightningModule):
 
         # λ from replay actions; Q̂c from the cost critics' forward above (before their step).
         g = risk_adjusted(qc.detach(), self.k) - self.h
-        lam_loss = self.multiplier.loss(g)
-        self._step(opt_lam, lam_loss, self.multiplier.parameters())
+        lam_loss = self.multiplier.update(g, opt_lam[0] if opt_lam else None)
 
         self.updates += 1
         if self.updates % self.polyak_every == 0:
@@ -131,7 +131,7 @@ class SafeActorCritic(L.LightningModule):
 
         metrics = {
             "loss/critic": critic_loss.detach(), "loss/cost_critic": cost_loss.detach(),
-            "loss/actor": actor_loss.detach(), "loss/lambda": lam_loss.detach(),
+            "loss/actor": actor_loss.detach(), "loss/lambda": lam_loss,
             "lagrange/lambda": self.multiplier.lam.detach(), "lagrange/qc_hat": (g + self.h).mean(),
             "lagrange/violation": g.clamp(min=0).mean(), "train/q": q.detach().mean(), **actor_metrics,
         }

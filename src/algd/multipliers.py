@@ -1,7 +1,8 @@
 """Lagrange-multiplier rules (spec §6). λ ≥ 0 always.
 
-A multiplier exposes ``lam`` (a tensor) and ``loss(g)`` where g = Q̂c(s, a_buffer) − h for a batch; a rule with
-parameters is stepped by its own optimiser on that loss.
+Every rule exposes ``lam`` (a 0-dim tensor) and ``update(g, optimizer)`` where g = Q̂c(s, a_buffer) − h over a batch
+of replay transitions; ``update`` returns a scalar for logging. Rules with parameters (``log_adam``) are stepped by
+the optimiser the learner built for them; the others update their state in place and get ``optimizer=None``.
 """
 
 from __future__ import annotations
@@ -27,3 +28,62 @@ class LogAdamMultiplier(nn.Module):
 
     def loss(self, g: torch.Tensor) -> torch.Tensor:
         return (self.lam * -g.detach()).mean()
+
+    def update(self, g: torch.Tensor, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(g)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+
+class _StateMultiplier(nn.Module):
+    """A rule whose λ is a buffer updated in place (saved in checkpoints with the module)."""
+
+    def __init__(self, init_lambda: float):
+        super().__init__()
+        if init_lambda < 0:
+            raise ValueError(f"multiplier.init_lambda must be >= 0, got {init_lambda}")
+        self.register_buffer("_lam", torch.tensor(float(init_lambda)))
+
+    @property
+    def lam(self) -> torch.Tensor:
+        return self._lam
+
+
+class ALMMultiplier(_StateMultiplier):
+    """Textbook augmented-Lagrangian step, once per gradient update:  λ ← [λ + η·ρ·mean(Q̂c − h)]_+ ."""
+
+    def __init__(self, init_lambda: float = 0.6931, eta: float = 1e-3, rho: float = 1.0):
+        super().__init__(init_lambda)
+        if eta <= 0 or rho <= 0:
+            raise ValueError(f"multiplier.eta and multiplier.rho must be > 0, got eta={eta}, rho={rho}")
+        self.eta, self.rho = float(eta), float(rho)
+
+    def update(self, g: torch.Tensor, optimizer=None) -> torch.Tensor:
+        step = self.eta * self.rho * g.detach().mean()
+        self._lam.copy_((self._lam + step).clamp(min=0.0))
+        return step
+
+
+class PIDMultiplier(_StateMultiplier):
+    """PID Lagrangian (Stooke et al., 2020) on the error e = mean(Q̂c − h), once per gradient update:
+
+        I ← [I + K_i·e]_+,   λ = [K_p·e + I + K_d·(e − e_prev)_+]_+ ,   I₀ = λ₀.
+    """
+
+    def __init__(self, init_lambda: float = 0.6931, kp: float = 0.01, ki: float = 1e-3, kd: float = 0.0):
+        super().__init__(init_lambda)
+        if min(kp, ki, kd) < 0:
+            raise ValueError(f"multiplier gains must be >= 0, got kp={kp}, ki={ki}, kd={kd}")
+        self.kp, self.ki, self.kd = float(kp), float(ki), float(kd)
+        self.register_buffer("integral", torch.tensor(float(init_lambda)))
+        self.register_buffer("prev_error", torch.tensor(0.0))
+
+    def update(self, g: torch.Tensor, optimizer=None) -> torch.Tensor:
+        error = g.detach().mean()
+        self.integral.copy_((self.integral + self.ki * error).clamp(min=0.0))
+        derivative = (error - self.prev_error).clamp(min=0.0)
+        self._lam.copy_((self.kp * error + self.integral + self.kd * derivative).clamp(min=0.0))
+        self.prev_error.copy_(error)
+        return error

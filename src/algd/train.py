@@ -63,6 +63,8 @@ def quiet_libraries() -> None:
     import logging
     import warnings
 
+    import torchrl  # noqa: F401  (configures its logger on import; adjust it afterwards)
+
     for pattern in [".*train_dataloader yielded None.*", ".*overridden `transfer_batch_to_device`.*",
                     ".*isinstance\\(treespec, LeafSpec\\).*", ".*weights_only.*", ".*does not have many workers.*",
                     ".*reward functions were updated.*"]:

@@ -1,0 +1,272 @@
+"""Diffusion actors (spec §3–§5, §8): a K-step reverse chain in a pre-tanh latent x, guided by a learned score φθ.
+
+Two samplers share one base class and differ only in their noise schedule and step rule:
+
+- ``DiffusionActor`` (``actor=diffusion``, the default): DDPM-style posterior-mean chain plus normalised guidance;
+- ``DiffusionVEActor`` (``actor=diffusion_ve``): VE-SDE chain driven by φθ alone.
+
+Index convention (spec §8.3): at loop index t = K−1 … 0 the network is evaluated at the *current* latent x_t with
+the 0-based time-embedding index t. The chain input (the spec's "x_K ~ N(0, σ²)") is thus the latent evaluated at
+index K−1, and the output of the step at t = 0 is the final latent a⁰; the action is tanh(a⁰) rescaled to the env
+bounds. The score target φ* and the score loss use the same (x_τ, τ) pairs that sampling evaluates.
+
+Loss (minimised):  c_energy · mean_s E(s, a⁰) + c_score · MSE(φθ(s, tanh(x_τ), τ), φ*(s, x_τ, τ)),
+with a⁰ reparameterised through all K steps and φ* the Monte-Carlo score of §4 (see ``mc_score``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from algd.actors import ActionScaler, as_policy
+
+EnergyFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+_NORM_EPS = 1e-6  # added to ‖φ‖ in the normalised DDPM guidance
+
+
+# ------------------------------------------------------------------------------------------------------ schedules
+def ddpm_schedule(steps: int, beta_min: float = 1e-4, beta_max: float = 0.02) -> dict[str, torch.Tensor]:
+    """Linear DDPM schedule over K = ``steps`` (index t = 0 … K−1), computed in float64, returned as float32.
+
+    β_t = linspace(β_min, β_max, K);  ᾱ_t = Π_{s≤t}(1 − β_s);  ᾱ_{−1} = 1;  σ_t = sqrt(1 − ᾱ_t)
+    posterior mean μ = c1·x̂0 + c2·x_t,  c1 = β_t·sqrt(ᾱ_{t−1})/(1 − ᾱ_t),  c2 = (1 − ᾱ_{t−1})·sqrt(1 − β_t)/(1 − ᾱ_t)
+    posterior variance β̃_t = β_t·(1 − ᾱ_{t−1})/(1 − ᾱ_t)
+    """
+    if steps < 1:
+        raise ValueError(f"actor.steps must be >= 1, got {steps}")
+    betas = torch.linspace(beta_min, beta_max, steps, dtype=torch.float64)
+    alpha_bar = torch.cumprod(1.0 - betas, 0)
+    alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
+    out = {
+        "betas": betas,
+        "alpha_bar": alpha_bar,
+        "sigma": (1.0 - alpha_bar).sqrt(),
+        "sqrt_alpha_bar": alpha_bar.sqrt(),
+        "c1": betas * alpha_bar_prev.sqrt() / (1.0 - alpha_bar),
+        "c2": (1.0 - alpha_bar_prev) * (1.0 - betas).sqrt() / (1.0 - alpha_bar),
+        "posterior_std": (betas * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)).sqrt(),
+    }
+    return {k: v.float() for k, v in out.items()}
+
+
+def ve_sigmas(steps: int, sigma_min: float = 0.01, sigma_max: float = 1.0) -> torch.Tensor:
+    """VE-SDE noise levels σ_t = σ_min·(σ_max/σ_min)^(t/(K−1)), t = 0 … K−1 (needs K ≥ 2)."""
+    if steps < 2:
+        raise ValueError(f"actor.steps must be >= 2 for diffusion_ve, got {steps}")
+    t = torch.arange(steps, dtype=torch.float64)
+    return (sigma_min * (sigma_max / sigma_min) ** (t / (steps - 1))).float()
+
+
+# ------------------------------------------------------------------------------------------------- score target
+def mc_score(latents: torch.Tensor, sigma: torch.Tensor | float,
+             energy_and_grad_fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+             n: int, beta: float = 1.0) -> torch.Tensor:
+    """Self-normalised Monte-Carlo score of the noised Boltzmann density exp(−E/β) ⊛ N(0, σ²) at ``latents``.
+
+        a_i = x + σ·ε_i,  ε_i ~ N(0, I),  i = 1 … n
+        w   = softmax_i(−E(a_i)/β)
+        φ*  = −(1/β)·Σ_i w_i·∇E(a_i)
+
+    ``latents`` is [B, A]; ``sigma`` a float or [B, 1]; ``energy_and_grad_fn`` gets all perturbations in one batch
+    [n·B, A] (block i holds copy i of the B rows) and returns (E [n·B] or [n·B, 1], ∇E [n·B, A]). Returns
+    φ* [B, A], detached.
+    """
+    b, a_dim = latents.shape
+    noise = torch.randn(n, b, a_dim, dtype=latents.dtype, device=latents.device)
+    perturbed = (latents.detach().unsqueeze(0) + torch.as_tensor(sigma, dtype=latents.dtype) * noise)
+    energy, grad = energy_and_grad_fn(perturbed.reshape(n * b, a_dim))
+    weights = torch.softmax(-energy.detach().reshape(n, b, 1) / beta, dim=0)
+    return (-(weights * grad.detach().reshape(n, b, a_dim)).sum(0) / beta).detach()
+
+
+# ------------------------------------------------------------------------------------------------------ network
+class DiffusionNet(nn.Module):
+    """[s, a_t = tanh(x_t), emb(t)] → MLP trunk (ReLU) → ε-head and φ-head (each ``act_dim`` outputs).
+
+    ``emb`` is a learned ``nn.Embedding(K, time_dim)``; the ε-head is optional (the VE sampler does not use it).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, steps: int, hidden=(128, 128, 128), time_dim: int = 16,
+                 eps_head: bool = True):
+        super().__init__()
+        self.embed = nn.Embedding(steps, time_dim)
+        layers: list[nn.Module] = []
+        in_dim = obs_dim + act_dim + time_dim
+        for width in hidden:
+            layers += [nn.Linear(in_dim, width), nn.ReLU()]
+            in_dim = width
+        self.trunk = nn.Sequential(*layers)
+        self.eps_head = nn.Linear(in_dim, act_dim) if eps_head else None
+        self.phi_head = nn.Linear(in_dim, act_dim)
+
+    def forward(self, obs: torch.Tensor, squashed: torch.Tensor, t: torch.Tensor):
+        """``t``: a 0-dim index (whole batch) or one index per row. Returns (ε̂ or None, φθ)."""
+        emb = self.embed(t)
+        emb = emb.expand(*obs.shape[:-1], emb.shape[-1])
+        h = self.trunk(torch.cat([obs, squashed, emb], dim=-1))
+        return (self.eps_head(h) if self.eps_head is not None else None), self.phi_head(h)
+
+
+# --------------------------------------------------------------------------------------------------- base actor
+class _DiffusionBase(nn.Module):
+    """Shared chain, action interface, score target and loss. Subclasses set ``sigma`` (the σ_τ buffer used for
+    the score-target perturbations), ``init_std`` (std of the chain input) and implement ``step``."""
+
+    init_std: float
+    uses_eps: bool = True
+
+    def __init__(self, obs_dim: int, act_dim: int, action_low, action_high, steps: int = 5,
+                 hidden=(128, 128, 128), time_dim: int = 16, mc_samples: int = 4, beta_temperature: float = 1.0,
+                 c_energy: float = 1.0, c_score: float = 0.1):
+        super().__init__()
+        self.act_dim, self.steps = int(act_dim), int(steps)
+        self.net = DiffusionNet(obs_dim, act_dim, self.steps, list(hidden), int(time_dim), eps_head=self.uses_eps)
+        self.scaler = ActionScaler(action_low, action_high)
+        self.mc_samples, self.beta_temperature = int(mc_samples), float(beta_temperature)
+        self.c_energy, self.c_score = float(c_energy), float(c_score)
+        if self.mc_samples < 1 or self.beta_temperature <= 0:
+            raise ValueError("actor.mc_samples must be >= 1 and actor.beta_temperature > 0")
+        self.register_buffer("t_index", torch.arange(self.steps), persistent=False)
+
+    def step(self, x: torch.Tensor, t: int, eps: torch.Tensor | None, phi: torch.Tensor, noise: bool) -> torch.Tensor:
+        """One reverse step from the latent evaluated at index t to the next one."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------------------ sampling
+    def chain(self, obs: torch.Tensor, deterministic: bool = False, tau: torch.Tensor | None = None):
+        """Run the K-step chain; returns (a⁰, x_τ or None).
+
+        Stochastic: input ~ N(0, init_std²) and injected noise; deterministic: input 0 and no noise at any step.
+        With ``tau`` (one index per row) the latent at which the network is evaluated at index τ is recorded,
+        detached. a⁰ keeps its graph (reparameterised) when grad mode is on.
+        """
+        shape = (*obs.shape[:-1], self.act_dim)
+        if deterministic:
+            x = obs.new_zeros(shape)
+        else:
+            x = self.init_std * torch.randn(shape, dtype=obs.dtype, device=obs.device)
+        x_tau = None if tau is None else obs.new_zeros(shape)
+        for t in reversed(range(self.steps)):
+            if tau is not None:
+                x_tau = torch.where((tau == t).unsqueeze(-1), x.detach(), x_tau)
+            eps, phi = self.net(obs, torch.tanh(x), self.t_index[t])
+            x = self.step(x, t, eps, phi, noise=not deterministic)
+        return x, x_tau
+
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        with torch.no_grad():
+            return self.scaler(torch.tanh(self.chain(obs, deterministic)[0]))
+
+    def target_action(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One stochastic chain sample; no entropy bonus (zeros [B, 1])."""
+        action = self.act(obs, deterministic=False)
+        return action, action.new_zeros(*action.shape[:-1], 1)
+
+    def policy(self):
+        return as_policy(self)
+
+    # ---------------------------------------------------------------------------------------------------- loss
+    def score_target(self, obs: torch.Tensor, x_tau: torch.Tensor, tau: torch.Tensor,
+                     energy_fn: EnergyFn) -> torch.Tensor:
+        """φ*(s, x_τ, τ) of spec §4 with σ_τ of this sampler: all N perturbations in one energy call ([N·B, ...]);
+        gradients w.r.t. the perturbed latents only (critics are frozen by the caller)."""
+        obs_rep = obs.repeat(self.mc_samples, *([1] * (obs.dim() - 1)))
+
+        def energy_and_grad(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            with torch.enable_grad():
+                latents = latents.detach().requires_grad_(True)
+                energy = energy_fn(obs_rep, self.scaler(torch.tanh(latents)))
+                (grad,) = torch.autograd.grad(energy.sum(), latents, create_graph=False)
+            return energy.detach(), grad
+
+        return mc_score(x_tau, self.sigma[tau].unsqueeze(-1), energy_and_grad, self.mc_samples,
+                        self.beta_temperature)
+
+    def loss(self, obs: torch.Tensor, energy_fn: EnergyFn):
+        """c_energy·mean E(s, a⁰) + c_score·MSE(φθ(s, tanh(x_τ), τ), φ*).
+
+        One stochastic chain per call yields both a⁰ (with its graph, through all K steps) and the detached latent
+        x_τ, τ ~ U{0 … K−1} per sample. φθ for the score loss is re-evaluated at the detached (x_τ, τ), so the
+        score loss trains the network at that point only and does not back-propagate into earlier chain steps.
+        With c_energy = 0 the chain runs without a graph (pure score matching).
+        """
+        tau = torch.randint(self.steps, obs.shape[:-1], device=obs.device)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.c_energy != 0.0):
+            a0, x_tau = self.chain(obs, deterministic=False, tau=tau)
+            squashed = torch.tanh(a0)
+            energy = energy_fn(obs, self.scaler(squashed))
+        energy_term = energy.mean()
+        target = self.score_target(obs, x_tau, tau, energy_fn)
+        _, phi = self.net(obs, torch.tanh(x_tau), tau)
+        score_loss = (phi - target).square().mean()
+        loss = self.c_energy * energy_term + self.c_score * score_loss
+        metrics = {"loss/policy": (self.c_energy * energy_term).detach(), "loss/score": score_loss.detach(),
+                   "train/energy": energy_term.detach(), "train/phi_norm": phi.detach().norm(dim=-1).mean(),
+                   "train/saturation": (squashed.detach().abs() > 0.99).float().mean(),
+                   "train/score_target_norm": target.norm(dim=-1).mean()}
+        return loss, metrics
+
+
+# ------------------------------------------------------------------------------------------------------ samplers
+class DiffusionActor(_DiffusionBase):
+    """DDPM-style chain (spec §3, the default sampler). At loop index t = K−1 … 0, with (ε̂, φ) = net(s, tanh(x_t), t):
+
+        x̂0 = (x_t − sqrt(1 − ᾱ_t)·ε̂)/sqrt(ᾱ_t),  clipped to ±x0_clip (None: no clipping)
+        μ   = c1·x̂0 + c2·x_t + w·φ/(‖φ‖ + 1e-6)        (norm per sample over the action dims)
+        x_{t−1} = μ + sqrt(β̃_t)·z                     (no noise at t = 0, none in deterministic mode)
+
+    Chain input ~ N(0, I) (0 when deterministic). Score-target noise level σ_t = sqrt(1 − ᾱ_t).
+    """
+
+    init_std = 1.0
+
+    def __init__(self, obs_dim: int, act_dim: int, action_low, action_high, steps: int = 5,
+                 beta_min: float = 1e-4, beta_max: float = 0.02, guidance_weight: float = 0.05,
+                 x0_clip: float | None = 3.0, **kwargs):
+        super().__init__(obs_dim, act_dim, action_low, action_high, steps=steps, **kwargs)
+        for key, value in ddpm_schedule(self.steps, beta_min, beta_max).items():
+            self.register_buffer(key, value, persistent=False)
+        self.guidance_weight = float(guidance_weight)
+        self.x0_clip = None if x0_clip is None else float(x0_clip)
+
+    def step(self, x, t, eps, phi, noise):
+        x0_hat = (x - self.sigma[t] * eps) / self.sqrt_alpha_bar[t]
+        if self.x0_clip is not None:
+            x0_hat = x0_hat.clamp(-self.x0_clip, self.x0_clip)
+        mean = self.c1[t] * x0_hat + self.c2[t] * x
+        if self.guidance_weight:
+            mean = mean + self.guidance_weight * phi / (phi.norm(dim=-1, keepdim=True) + _NORM_EPS)
+        if noise and t > 0:
+            mean = mean + self.posterior_std[t] * torch.randn_like(mean)
+        return mean
+
+
+class DiffusionVEActor(_DiffusionBase):
+    """VE-SDE chain (spec §3, ``diffusion_ve``). At loop index t = K−1 … 0, with φ = φθ(s, tanh(x_t), t):
+
+        x_{t−1} = x_t + Δσ²_t·φ + sqrt(Δσ²_t)·z,   Δσ²_t = σ_t² − σ_{t−1}²,  σ_{−1} = 0
+        σ_t = σ_min·(σ_max/σ_min)^(t/(K−1))
+
+    No noise at t = 0 or in deterministic mode; φ is not normalised; no ε-head. Chain input ~ N(0, σ_max²) (0 when
+    deterministic). Score-target noise level σ_t.
+    """
+
+    uses_eps = False
+
+    def __init__(self, obs_dim: int, act_dim: int, action_low, action_high, steps: int = 5,
+                 sigma_min: float = 0.01, sigma_max: float = 1.0, **kwargs):
+        super().__init__(obs_dim, act_dim, action_low, action_high, steps=steps, **kwargs)
+        sigma = ve_sigmas(self.steps, sigma_min, sigma_max)
+        self.register_buffer("sigma", sigma, persistent=False)
+        self.register_buffer("dsigma2", sigma.square() - torch.cat([sigma.new_zeros(1), sigma[:-1].square()]),
+                             persistent=False)
+        self.init_std = float(sigma_max)
+
+    def step(self, x, t, eps, phi, noise):
+        x = x + self.dsigma2[t] * phi
+        if noise and t > 0:
+            x = x + self.dsigma2[t].sqrt() * torch.randn_like(x)
+        return x
