@@ -41,12 +41,13 @@ def _batch(batch: int = BATCH) -> TensorDict:
 
 
 def learner_updates_per_s(actor: str, updates: int, repeats: int) -> float:
+    from algd.actors.diffusion import DiffusionActor, DiffusionVEActor
     from algd.actors.gaussian import GaussianActor
     from algd.energy import AugmentedLagrangianEnergy
     from algd.module import SafeActorCritic
     from algd.multipliers import LogAdamMultiplier
 
-    actors = {"gaussian": GaussianActor}
+    actors = {"gaussian": GaussianActor, "diffusion": DiffusionActor, "diffusion_ve": DiffusionVEActor}
     model = SafeActorCritic(OBS, ACT, -torch.ones(ACT), torch.ones(ACT), h=2.455, cost_done_mask=False,
                             actor=partial(actors[actor]), energy=AugmentedLagrangianEnergy(),
                             multiplier=LogAdamMultiplier(), optim=partial(torch.optim.Adam, lr=3e-4))
@@ -167,8 +168,9 @@ def main() -> None:
     args = parser.parse_args()
     result = {"device": "cpu", "threads": torch.get_num_threads(), "batch_size": BATCH, "obs_dim": OBS}
     print(f"[bench] threads {result['threads']}; timing the learner ...", flush=True)
-    result["updates_per_s"] = {"gaussian": learner_updates_per_s("gaussian", args.updates, args.repeats),
-                               "minimal_sac": minimal_sac_updates_per_s(args.updates, args.repeats)}
+    result["updates_per_s"] = {name: learner_updates_per_s(name, args.updates, args.repeats)
+                               for name in ["diffusion", "diffusion_ve", "gaussian"]}
+    result["updates_per_s"]["minimal_sac"] = minimal_sac_updates_per_s(args.updates, args.repeats)
     result["collect"] = {}
     for name, env_id in [("PointGoal1", "SafetyPointGoal1-v0"), ("PointButton1", "SafetyPointButton1-v0")]:
         print(f"[bench] collection on {env_id} ...", flush=True)
@@ -177,7 +179,8 @@ def main() -> None:
     print("\nlearner updates/s (batch 256, obs 76):")
     for name, value in ups.items():
         print(f"  {name:<12} {value:8.1f}  ({1000 / value:6.1f} ms/update)")
-    print(f"  minimal_sac / gaussian = {ups['minimal_sac'] / ups['gaussian']:.2f}")
+    for name in ["diffusion", "diffusion_ve", "gaussian"]:
+        print(f"  minimal_sac / {name} = {ups['minimal_sac'] / ups[name]:.2f}")
     print("\ncollection frames/s (random actions, resets included):")
     for name, c in result["collect"].items():
         print(f"  {name:<12} raw {c['raw_fps']:7.1f}  collector {c['collector_fps']:7.1f}  ratio {c['ratio']:.2f}")

@@ -63,9 +63,9 @@ class FrameLogger(_EveryFrames):
     def fire(self, trainer, pl_module, frames):
         dm = trainer.datamodule
         scalars = dict(pl_module.pop_metrics())
-        for ret, cost, length in dm.episodes.pop_new():
+        for ret, cost, length, end_frame in dm.episodes.pop_new():
             log_scalars(trainer, {"train/episode_return": ret, "train/episode_cost": cost,
-                                  "train/episode_length": length}, frames)
+                                  "train/episode_length": length}, end_frame)
         now = time.perf_counter()
         elapsed = max(now - self._t, 1e-9)
         collect = dm.collect_seconds - self._collect

@@ -31,25 +31,27 @@ class EpisodeTracker:
         self.length = 0
         self.finished: deque[tuple[float, float, int]] = deque(maxlen=window)
         self.episodes = 0
-        self.new: list[tuple[float, float, int]] = []
+        self.new: list[tuple[float, float, int, int]] = []
 
-    def update(self, data: TensorDictBase) -> None:
+    def update(self, data: TensorDictBase, first_frame: int) -> None:
+        """Accumulate a batch of consecutive frames; ``first_frame`` is the frame count before the batch."""
         rewards = data["next", "reward"].reshape(-1).tolist()
         costs = data["next", "cost"].reshape(-1).tolist()
         dones = data["next", "done"].reshape(-1).tolist()
-        for r, c, d in zip(rewards, costs, dones):
+        for i, (r, c, d) in enumerate(zip(rewards, costs, dones)):
             self.ret += r
             self.cost += c
             self.length += 1
             if d:
                 episode = (self.ret, self.cost, self.length)
                 self.finished.append(episode)
-                self.new.append(episode)
+                self.new.append((*episode, first_frame + i + 1))
                 self.episodes += 1
                 self.ret = self.cost = 0.0
                 self.length = 0
 
-    def pop_new(self) -> list[tuple[float, float, int]]:
+    def pop_new(self) -> list[tuple[float, float, int, int]]:
+        """Episodes finished since the last call: (return, cost, length, frame at which it ended)."""
         new, self.new = self.new, []
         return new
 
@@ -129,7 +131,7 @@ class RLDataModule(L.LightningDataModule):
             take = min(data.numel(), self.total_frames - self.frames)
             data = data.reshape(-1)[:take]
             self.buffer.extend(data.select(*TRANSITION_KEYS))
-            self.episodes.update(data)
+            self.episodes.update(data, self.frames)
             self.frames += take
             self.collect_seconds += time.perf_counter() - t0
             due = int(self.utd * max(0, self.frames - self.warmup_frames)) - self.updates
