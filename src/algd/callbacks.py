@@ -76,8 +76,9 @@ class FrameLogger(_EveryFrames):
         self._t, self._frames, self._updates, self._collect = now, frames, dm.updates, dm.collect_seconds
 
     def on_train_end(self, trainer, pl_module):
-        # Episodes finished since the last logging point are not lost.
-        self.fire(trainer, pl_module, trainer.datamodule.frames)
+        # What happened since the last logging point is not lost; no second point at an already logged frame.
+        if trainer.datamodule.frames > self._frames:
+            self.fire(trainer, pl_module, trainer.datamodule.frames)
 
 
 def evaluate(policy, env, episodes: int, max_steps: int) -> dict[str, float]:
@@ -134,7 +135,7 @@ def atomic_save_checkpoint(trainer: L.Trainer, path: Path) -> None:
     """Write to a temporary file in the same folder, then rename: a kill mid-save never corrupts ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    trainer.save_checkpoint(tmp)
+    trainer.save_checkpoint(tmp, weights_only=False)
     os.replace(tmp, path)
 
 
