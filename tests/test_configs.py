@@ -5,10 +5,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from algd.train import CONFIG_DIR, ConfigError, build, config_options, rewrite_argv
+from algd.train import CONFIG_DIR, GROUPS, ConfigError, build, config_options, rewrite_argv
 
-GROUPS = ["env", "actor", "energy", "multiplier", "protocol", "experiment", "optim", "collector", "critic",
-          "trainer"]
 
 
 def compose_cfg(*overrides: str):
@@ -64,6 +62,8 @@ def test_full_safety_gym_id_is_accepted():
     ("actor=transformer", "valid actor names: diffusion, diffusion_ve, gaussian"),
     ("energy=quadratic", "valid energy names: augmented, lagrangian"),
     ("env=PointButton,Nope", "unknown env 'Nope'"),
+    ("multiplier=log_adam,adamw", "valid multiplier names: alm, log_adam, pid"),
+    ("env=toy,SafetyCarPush2-v0", "sweep them as env=safety_gym env.id="),
 ])
 def test_unknown_names_are_rejected(arg, message):
     with pytest.raises(ConfigError, match=message):

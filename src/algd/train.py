@@ -24,26 +24,34 @@ class ConfigError(ValueError):
     """A bad command-line value; reported as one line and a non-zero exit, without a traceback."""
 
 
+GROUPS = ("env", "protocol", "actor", "critic", "energy", "multiplier", "optim", "collector", "trainer",
+          "experiment")
+
+
 def rewrite_argv(argv: list[str]) -> list[str]:
     """Map ``env=<full Safety…-v0 id>`` onto the generic ``safety_gym`` config and reject unknown group values
-    before Hydra starts, with a message listing the valid choices."""
+    (sweep values included) before Hydra starts, with a message listing the valid choices."""
     out = []
     for arg in argv:
         key, sep, value = arg.partition("=")
         group = key.lstrip("+~")
-        if sep and group in {"env", "actor", "energy", "multiplier", "protocol", "experiment", "collector",
-                             "critic", "optim", "trainer"} and "," not in value and value not in ("", "null"):
-            if group == "env" and value not in config_options("env") and SAFETY_GYM_ID.match(value):
-                out += ["env=safety_gym", f"env.id={value}"]
+        if not sep or group not in GROUPS or value in ("", "null"):
+            out.append(arg)
+            continue
+        valid = config_options(group)
+        values = value.split(",")
+        if group == "env" and len(values) == 1 and value not in valid and SAFETY_GYM_ID.match(value):
+            out += ["env=safety_gym", f"env.id={value}"]
+            continue
+        for v in values:
+            if v in valid:
                 continue
-            valid = config_options(group)
-            if value not in valid:
-                extra = " or any full Safety-Gymnasium id such as SafetyPointGoal2-v0" if group == "env" else ""
-                names = [v for v in valid if v != "safety_gym"]
-                raise ConfigError(f"unknown {group} {value!r}; valid {group} names: {', '.join(names)}{extra}")
-        elif sep and group in {"env", "actor", "energy", "multiplier", "protocol", "experiment"} and "," in value:
-            for v in value.split(","):
-                rewrite_argv([f"{key}={v}"])  # validate each sweep value
+            if group == "env" and SAFETY_GYM_ID.match(v):
+                raise ConfigError(f"full Safety-Gymnasium ids cannot be swept with env=...; sweep them as "
+                                  f"env=safety_gym env.id=<id1>,<id2> (got {value!r})")
+            extra = " or any full Safety-Gymnasium id such as SafetyPointGoal2-v0" if group == "env" else ""
+            names = [n for n in valid if n != "safety_gym"]
+            raise ConfigError(f"unknown {group} {v!r}; valid {group} names: {', '.join(names)}{extra}")
         out.append(arg)
     return out
 
