@@ -74,8 +74,7 @@ def quiet_libraries() -> None:
     import torchrl  # noqa: F401  (configures its logger on import; adjust it afterwards)
 
     for pattern in [".*train_dataloader yielded None.*", ".*overridden `transfer_batch_to_device`.*",
-                    ".*isinstance\\(treespec, LeafSpec\\).*", ".*weights_only.*", ".*does not have many workers.*",
-                    ".*reward functions were updated.*"]:
+                    ".*isinstance\\(treespec, LeafSpec\\).*", ".*does not have many workers.*"]:
         warnings.filterwarnings("ignore", message=pattern)
     for name in ["lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "torchrl"]:
         logging.getLogger(name).setLevel(logging.WARNING)
