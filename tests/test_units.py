@@ -175,7 +175,7 @@ def test_cost_target_ignores_termination_on_safety_gym(cost_done_mask, monkeypat
     opts = model.configure_optimizers()
     monkeypatch.setattr(model, "optimizers", lambda: opts)
     qc_before = model.qc(batch["observation"], batch["action"]).detach()
-    metrics = model.training_step(batch)
+    metrics = model.update(batch)
     # lr = 0: parameters unchanged; recompute the loss against the expected target by hand
     mask = 0.0 if cost_done_mask else 1.0
     yc = 1.0 + 0.9 * mask * captured["next_qc"]

@@ -2,7 +2,7 @@
 
 - ``collect``: raw safety-gymnasium steps/s (random actions, resets included) vs the TorchRL ``Collector`` used by
   training (same env, a policy returning random actions), on PointGoal1 and PointButton1 (paper protocol).
-- ``updates_per_s``: the learner's full update (``SafeActorCritic.training_step``) per actor, and ``minimal_sac``,
+- ``updates_per_s``: the learner's full update (``SafeActorCritic.update``) per actor, and ``minimal_sac``,
   a deliberately plain eager SAC update (twin Q 2×256, Gaussian actor 2×256) kept as a yardstick.
 Each timing is repeated and the median reported. Writes ``logs/bench/bench.json``.
 """
@@ -55,11 +55,11 @@ def learner_updates_per_s(actor: str, updates: int, repeats: int) -> float:
     model.optimizers = lambda: opts  # outside a Trainer: plain optimisers
     batch = _batch()
     for _ in range(3):
-        model.training_step(batch)
+        model.update(batch)
 
     def run():
         for _ in range(updates):
-            model.training_step(batch)
+            model.update(batch)
     return median_rate(run, updates, repeats)
 
 

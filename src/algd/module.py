@@ -1,7 +1,11 @@
 """The learner: a LightningModule with manual optimisation (spec §2, §6, §7).
 
-``training_step(batch)`` is "batch in, losses out" and never touches an environment. One update, in order:
+``update(batch)`` is "batch in, losses out" and never touches an environment. One update, in order:
 reward critics → cost-critic ensemble → actor → λ → Polyak targets (every ``polyak_every`` updates).
+
+``training_step`` pulls its batch from the loader itself (Lightning's ``dataloader_iter`` signature) instead of
+receiving a prefetched one: the data pipeline (collection, sampling, counters, RNG draws) then never runs ahead of
+the update, so a checkpoint taken between two updates is an exact cut and a resumed run continues bit for bit.
 """
 
 from __future__ import annotations
@@ -37,6 +41,23 @@ def frozen(*modules: nn.Module):
     finally:
         for p, f in zip(params, flags):
             p.requires_grad_(f)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN/Inf. Raised before the offending optimiser step, so the parameters are still the last
+    finite ones (unless a finite loss produced non-finite gradients; the checkpointer checks before saving)."""
+
+    def __init__(self, name: str, value: float, update: int):
+        self.name, self.value, self.update = name, float(value), int(update)
+        super().__init__(f"non-finite {name} ({value}) at update {update}")
+
+
+def _check_finite(update: int, **losses: torch.Tensor) -> None:
+    """One host sync for several losses; names the first non-finite one."""
+    values = torch.stack([v.detach() for v in losses.values()])
+    if not bool(torch.isfinite(values).all()):
+        name, value = next((k, v) for k, v in losses.items() if not torch.isfinite(v))
+        raise NonFiniteLossError(name, value.item(), update)
 
 
 class SafeActorCritic(L.LightningModule):
@@ -75,9 +96,6 @@ class SafeActorCritic(L.LightningModule):
         groups = [list(m.parameters()) for m in (self.q, self.qc, self.actor, self.multiplier)]
         return [self.optim(params=g) for g in groups if g]
 
-    def transfer_batch_to_device(self, batch, device, dataloader_idx):
-        return None if batch is None else batch.to(device, non_blocking=True)
-
     def _step(self, opt, loss: torch.Tensor, params) -> None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -92,9 +110,14 @@ class SafeActorCritic(L.LightningModule):
         qc_hat = risk_adjusted(self.qc(obs, action), self.k)
         return self.energy(q, qc_hat, self.multiplier.lam.detach(), self.h)
 
-    def training_step(self, batch: TensorDictBase | None, batch_idx: int = 0) -> dict[str, torch.Tensor] | None:
+    def training_step(self, dataloader_iter) -> dict[str, torch.Tensor] | None:
+        batch, _, _ = next(dataloader_iter)  # StopIteration ends the epoch: the frame budget is spent
         if batch is None:  # a collection tick without a due update (warm-up)
             return None
+        return self.update(batch.to(self.device, non_blocking=True))
+
+    def update(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
+        """One full update on a replay batch; raises :class:`NonFiniteLossError` before stepping on a NaN/Inf loss."""
         opt_q, opt_qc, opt_actor, *opt_lam = self.optimizers()
         obs, action = batch["observation"], batch["action"]
         nxt = batch["next"]
@@ -110,14 +133,15 @@ class SafeActorCritic(L.LightningModule):
 
         q = self.q(obs, action)
         critic_loss = (q - y).square().mean((1, 2)).sum()
-        self._step(opt_q, critic_loss, self.q.parameters())
-
         qc = self.qc(obs, action)
         cost_loss = (qc - yc).square().mean((1, 2)).sum()
+        _check_finite(self.updates, **{"loss/critic": critic_loss, "loss/cost_critic": cost_loss})
+        self._step(opt_q, critic_loss, self.q.parameters())
         self._step(opt_qc, cost_loss, self.qc.parameters())
 
         with frozen(self.q, self.qc):
             actor_loss, actor_metrics = self.actor.loss(obs, self.energy_fn)
+        _check_finite(self.updates, **{"loss/actor": actor_loss})
         self._step(opt_actor, actor_loss, self.actor.parameters())
 
         # λ from replay actions; Q̂c from the cost critics' forward above (before their step).

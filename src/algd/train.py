@@ -66,14 +66,14 @@ def build(node, **kwargs):
 
 
 def quiet_libraries() -> None:
-    """Silence start-up chatter and warnings that do not concern the user (generators yielding None on purpose,
-    a DataModule with a module-level batch transfer, cloud-logging tips)."""
+    """Silence start-up chatter and warnings that do not concern the user (the ``dataloader_iter`` training step
+    chosen on purpose, cloud-logging tips)."""
     import logging
     import warnings
 
     import torchrl  # noqa: F401  (configures its logger on import; adjust it afterwards)
 
-    for pattern in [".*train_dataloader yielded None.*", ".*overridden `transfer_batch_to_device`.*",
+    for pattern in [".*Found `dataloader_iter` argument.*", ".*`dataloader_iter` step flavor.*",
                     ".*isinstance\\(treespec, LeafSpec\\).*", ".*does not have many workers.*"]:
         warnings.filterwarnings("ignore", message=pattern)
     for name in ["lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "torchrl"]:
