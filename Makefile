@@ -23,6 +23,7 @@ help: ## Show this help
 	@echo "  make train ENV=PointButton                       # paper protocol, defaults of configs/train.yaml"
 	@echo "  make train ENV=toy ARGS=\"experiment=sac_lag seed=1\""
 	@echo "  make train ENV=CarButton ARGS=\"protocol=standard total_frames=200000\""
+	@echo "  make train ARGS=\"resume=logs/runs/PointButton/<run> total_frames=200000\"   # continue a run"
 
 # The venv is (re)built when any install input changes; otherwise this is a no-op.
 $(STAMP): pyproject.toml constraints.txt scripts/install.sh scripts/patch_safety_gymnasium.py
@@ -31,8 +32,11 @@ $(STAMP): pyproject.toml constraints.txt scripts/install.sh scripts/patch_safety
 
 install: $(STAMP) ## Create/update .venv (pinned; safety-gymnasium installed and patched for Python 3.11)
 
-train: $(STAMP) ## Train: make train ENV=<task> ARGS="<hydra overrides>" (≡ python -m algd.train env=<task> ...)
-	@$(PY) -m algd.train env=$(ENV) $(ARGS)
+# A resumed run keeps its own env unless ENV is given on the command line.
+ENV_ARG = $(if $(and $(findstring resume=,$(ARGS)),$(filter file,$(origin ENV))),,env=$(ENV))
+
+train: $(STAMP) ## Train: make train ENV=<task> ARGS="<hydra overrides>"; continue a run with ARGS="resume=<run dir>"
+	@$(PY) -m algd.train $(ENV_ARG) $(ARGS)
 
 test: $(STAMP) ## Run the test suite (unit, config, end-to-end incl. real Safety-Gymnasium); < 10 min on 2 cores
 	@$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

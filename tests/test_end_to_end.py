@@ -73,6 +73,11 @@ def test_real_safety_gym_point_button(tmp_path, protocol, episode, h, actor):
     tags = scalars(run_dir)
     assert {"loss/critic", "loss/actor", "lagrange/lambda", "eval/return", "eval/cost", "time/fps"} <= set(tags)
     assert tags["eval/length"][-1].value == episode  # a full, deterministic episode of the protocol's length
+    # the real env resumes too: replay buffer, counters and the env's own RNG come back
+    resumed = run_train(f"resume={run_dir}", "total_frames=350", "trainer.threads=1", tmp_path=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "at frame 300: 100 updates, replay buffer 300 transitions" in resumed.stdout, resumed.stdout
+    assert load_ckpt(run_dir / "checkpoints" / "last.ckpt")["RLDataModule"]["frames"] == 350
 
 
 def test_unknown_env_fails_with_one_clear_line(tmp_path):

@@ -12,7 +12,8 @@ import torch
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from tqdm.auto import tqdm
 
-from algd.envs import EnvInfo
+from algd.envs import EnvInfo, reseed
+from algd.errors import CheckpointError
 
 
 def _writer(trainer: L.Trainer):
@@ -25,6 +26,13 @@ def log_scalars(trainer: L.Trainer, scalars: dict[str, float], frames: int) -> N
         return
     for key, value in scalars.items():
         writer.add_scalar(key, value, frames)
+
+
+def log_finished_episodes(trainer: L.Trainer) -> None:
+    """Each training episode finished since the last call, at the frame at which it ended."""
+    for ret, cost, length, end_frame in trainer.datamodule.episodes.pop_new():
+        log_scalars(trainer, {"train/episode_return": ret, "train/episode_cost": cost,
+                              "train/episode_length": length}, end_frame)
 
 
 class _EveryFrames(L.Callback):
@@ -63,9 +71,7 @@ class FrameLogger(_EveryFrames):
     def fire(self, trainer, pl_module, frames):
         dm = trainer.datamodule
         scalars = dict(pl_module.pop_metrics())
-        for ret, cost, length, end_frame in dm.episodes.pop_new():
-            log_scalars(trainer, {"train/episode_return": ret, "train/episode_cost": cost,
-                                  "train/episode_length": length}, end_frame)
+        log_finished_episodes(trainer)
         now = time.perf_counter()
         elapsed = max(now - self._t, 1e-9)
         collect = dm.collect_seconds - self._collect
@@ -98,7 +104,11 @@ def evaluate(policy, env, episodes: int, max_steps: int) -> dict[str, float]:
 
 class Evaluator(_EveryFrames):
     """Every ``every_frames`` (and at the end of training) run ``episodes`` deterministic episodes on a separate
-    env (seeded ``seed + 10_000``) and log ``eval/return``, ``eval/cost``."""
+    env and log ``eval/return``, ``eval/cost``.
+
+    Each evaluation re-seeds its env and its random numbers with ``seed + 10_000`` inside a forked RNG: every
+    evaluation sees the same episodes, and evaluating never changes the training run's random stream (so a run
+    that evaluates at other frames, or a resumed one, trains identically)."""
 
     def __init__(self, env_factory, info: EnvInfo, seed: int, every_frames: int, episodes: int = 5):
         super().__init__(every_frames)
@@ -113,8 +123,12 @@ class Evaluator(_EveryFrames):
             self.env = self.env_factory(self.seed + 10_000)
         was_training = pl_module.training
         pl_module.eval()
+        devices = [pl_module.device] if pl_module.device.type == "cuda" else []
         try:
-            self.last = evaluate(pl_module.actor.policy(), self.env, self.episodes, self.info.episode_length)
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(self.seed + 10_000)
+                reseed(self.env, self.seed + 10_000)
+                self.last = evaluate(pl_module.actor.policy(), self.env, self.episodes, self.info.episode_length)
         finally:
             pl_module.train(was_training)
         log_scalars(trainer, self.last, frames)
@@ -131,28 +145,115 @@ class Evaluator(_EveryFrames):
             self.env = None
 
 
-def atomic_save_checkpoint(trainer: L.Trainer, path: Path) -> None:
-    """Write to a temporary file in the same folder, then rename: a kill mid-save never corrupts ``path``."""
+def atomic_save_checkpoint(trainer: L.Trainer, path: Path, with_replay: bool = False) -> None:
+    """Write to a temporary file in the same folder, then rename: a kill mid-save never corrupts ``path``.
+    ``with_replay`` adds the replay buffer contents (what a resume needs besides the weights)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    trainer.save_checkpoint(tmp, weights_only=False)
-    os.replace(tmp, path)
+    try:
+        if with_replay:
+            with trainer.datamodule.replay_in_checkpoint():
+                trainer.save_checkpoint(tmp, weights_only=False)
+        else:
+            trainer.save_checkpoint(tmp, weights_only=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """``torch.load(weights_only=True)`` with one clear error for a missing, truncated or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001  (pickle, zip and unpickler errors all mean "unreadable")
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: {str(err).splitlines()[0]} "
+                              f"(file truncated or corrupt? periodic copies are in {path.parent})") from None
+    missing = [k for k in ("state_dict", "optimizer_states", "RLDataModule") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} is not an algd training checkpoint (missing {', '.join(missing)})")
+    return ckpt
+
+
+def restore_checkpoint(ckpt: dict, trainer: L.Trainer, pl_module, path: Path) -> None:
+    """Load everything a run needs to continue: networks and targets, optimiser states (hyper-parameters such as
+    the learning rate come from the current config), multiplier, counters, episode statistics, replay buffer."""
+    try:
+        pl_module.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        first = " ".join(str(err).split())[:300]
+        raise CheckpointError(f"checkpoint {path} does not match the model built from this config (different "
+                              f"actor, sizes or ensemble?): {first}") from None
+    pl_module.on_load_checkpoint(ckpt)
+    optimizers = trainer.optimizers
+    if len(optimizers) != len(ckpt["optimizer_states"]):
+        raise CheckpointError(f"checkpoint {path} has {len(ckpt['optimizer_states'])} optimiser states, the "
+                              f"config builds {len(optimizers)}")
+    for opt, state in zip(optimizers, ckpt["optimizer_states"]):
+        hyper = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+        opt.load_state_dict(state)
+        for group, h in zip(opt.param_groups, hyper):
+            group.update(h)
+    trainer.datamodule.load_state_dict(ckpt["RLDataModule"])
+
+
+class Resume(L.Callback):
+    """Restores a checkpoint when training starts (before the frame-keyed callbacks read the frame counter) and
+    sets the RNG states last, so the first random draw after it is the one the interrupted run would have made."""
+
+    def __init__(self, ckpt: dict, path: Path):
+        self.ckpt, self.path = ckpt, Path(path)
+
+    def on_train_start(self, trainer, pl_module):
+        restore_checkpoint(self.ckpt, trainer, pl_module, self.path)
+        dm = trainer.datamodule
+        tqdm.write(f"[algd] resumed from {self.path} at frame {dm.frames}: {dm.updates} updates, replay buffer "
+                   f"{len(dm.buffer)} transitions, lambda {pl_module.multiplier.lam.item():.6g}")
+        self.ckpt = None
+        dm.restore_rng()
+
+
+def params_finite(module: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
 
 
 class Checkpointer(_EveryFrames):
-    """``checkpoints/last.ckpt`` every ``every_frames`` and at the end, plus ``checkpoints/frame_<N>.ckpt``."""
+    """``checkpoints/last.ckpt`` (with the replay buffer: what ``resume=`` needs) every ``every_frames``, at the
+    end, and when a loss turns non-finite (if the parameters are still finite); plus weights-only
+    ``checkpoints/frame_<N>.ckpt`` snapshots."""
 
     def __init__(self, dirpath: str, every_frames: int, keep_periodic: bool = True):
         super().__init__(every_frames)
         self.dirpath, self.keep_periodic = Path(dirpath), bool(keep_periodic)
+        self.saved_on_exception: bool | None = None
+
+    def save_last(self, trainer) -> None:
+        # Everything logged up to this frame reaches the disk first: a resumed run purges TensorBoard points
+        # after the checkpoint's frame and re-logs from there, so the curves continue without gaps or duplicates.
+        log_finished_episodes(trainer)
+        writer = _writer(trainer)
+        if writer is not None:
+            writer.flush()
+        atomic_save_checkpoint(trainer, self.dirpath / "last.ckpt", with_replay=True)
 
     def fire(self, trainer, pl_module, frames):
-        atomic_save_checkpoint(trainer, self.dirpath / "last.ckpt")
+        self.save_last(trainer)
         if self.keep_periodic:
             atomic_save_checkpoint(trainer, self.dirpath / f"frame_{frames}.ckpt")
 
     def on_train_end(self, trainer, pl_module):
-        atomic_save_checkpoint(trainer, self.dirpath / "last.ckpt")
+        self.save_last(trainer)
+
+    def on_exception(self, trainer, pl_module, exception):
+        from algd.module import NonFiniteLossError
+
+        self.saved_on_exception = False
+        if isinstance(exception, NonFiniteLossError) and params_finite(pl_module):
+            trainer.datamodule.updates = pl_module.updates  # the failed update did not complete
+            self.save_last(trainer)
+            self.saved_on_exception = True
 
 
 class FrameProgressBar(L.Callback):
@@ -185,4 +286,10 @@ class FrameProgressBar(L.Callback):
         if self.bar is not None:
             self.bar.update(trainer.datamodule.frames - self._seen)
             self.bar.close()
+            self.bar = None
+
+    def on_exception(self, trainer, pl_module, exception):
+        if self.bar is not None:  # an error message then starts on its own line
+            self.bar.close()
+            self.bar = None
 

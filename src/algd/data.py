@@ -3,21 +3,32 @@
 Its train loader is a lazy generator: collect ``frames_per_batch`` frames → extend the buffer → yield
 ``utd × (learning frames)`` freshly sampled batches, until ``total_frames`` environment frames (warm-up included).
 When no update is due (warm-up) it yields ``None`` once per collection so frame-keyed callbacks keep running.
+
+Checkpoints (``state_dict``) hold the counters, the episode statistics, the RNG states (torch, numpy, Python, and
+the env's own RNG as of its latest reset) and, when asked (``replay_in_checkpoint``), the replay buffer contents.
+Restored between two updates, a run continues exactly as the uninterrupted one; an episode interrupted mid-way is
+replayed from its start (its frames already collected stay counted and in the buffer).
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
 
 import lightning as L
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 from torchrl.data.replay_buffers.samplers import RandomSampler
 from torchrl.envs import EnvBase
+
+from algd.envs import episode_rng_state, restore_episode_rng
 
 TRANSITION_KEYS = ["observation", "action", ("next", "observation"), ("next", "reward"), ("next", "cost"),
                    ("next", "terminated"), ("next", "done")]
@@ -63,13 +74,36 @@ class EpisodeTracker:
 
     def state_dict(self) -> dict:
         return {"ret": self.ret, "cost": self.cost, "length": self.length, "episodes": self.episodes,
-                "finished": list(self.finished)}
+                "finished": list(self.finished), "new": list(self.new)}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.ret, self.cost, self.length = state["ret"], state["cost"], state["length"]
+    def load_state_dict(self, state: dict, restart_episode: bool = True) -> None:
+        """``restart_episode``: the env restarts the interrupted episode, so its running sums start again at 0."""
+        self.ret, self.cost, self.length = (0.0, 0.0, 0) if restart_episode else (
+            state["ret"], state["cost"], state["length"])
         self.episodes = state["episodes"]
         self.finished.clear()
         self.finished.extend(tuple(e) for e in state["finished"])
+        self.new = [tuple(e) for e in state.get("new", [])]
+
+
+def rng_states() -> dict:
+    """Global RNG states (torch CPU and CUDA, numpy, Python) in a form ``torch.load(weights_only=True)`` accepts."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                       "cached": float(cached)}}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_states(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class RLDataModule(L.LightningDataModule):
@@ -91,6 +125,8 @@ class RLDataModule(L.LightningDataModule):
         self.buffer = TensorDictReplayBuffer(storage=LazyTensorStorage(self.buffer_capacity),
                                              sampler=RandomSampler(), batch_size=self.batch_size)
         self._policy = None
+        self._replay_in_checkpoint = False
+        self._env_rng: dict | None = None  # restored env RNG, applied before the first reset of a resumed run
 
     # ------------------------------------------------------------------------------------------------ env specs
     def build_env(self) -> EnvBase:
@@ -117,15 +153,35 @@ class RLDataModule(L.LightningDataModule):
         if self.collector is None:
             if self._policy is None:
                 raise RuntimeError("RLDataModule.set_policy(...) must be called before training")
-            self.collector = Collector(self.build_env(), self._policy, frames_per_batch=self.frames_per_batch,
-                                       total_frames=-1, trust_policy=True,
-                                       auto_register_policy_transforms=False)
+            env = self.build_env()
+            restore_episode_rng(env, self._env_rng)  # the collector's first reset replays the interrupted episode
+            self._env_rng = None
+            # The Collector runs the policy once while it is built (to learn its outputs); a forked RNG keeps that
+            # draw out of the training stream, so a collector built by a resumed run changes no random number.
+            with torch.random.fork_rng(devices=[]):
+                self.collector = Collector(env, self._policy, frames_per_batch=self.frames_per_batch,
+                                           total_frames=-1, trust_policy=True,
+                                           auto_register_policy_transforms=False)
         return self.collector
 
-    def batches(self) -> Iterator[TensorDictBase]:
-        collector = self._collector()
-        iterator = iter(collector)
-        while self.frames < self.total_frames:
+    def due_updates(self) -> int:
+        """Updates owed to the frames collected so far (0 until the buffer holds a full batch)."""
+        if len(self.buffer) < self.batch_size:
+            return 0
+        return int(self.utd * max(0, self.frames - self.warmup_frames)) - self.updates
+
+    def batches(self) -> Iterator[TensorDictBase | None]:
+        """Owed updates first (a resumed run may stop between two updates), then collect → updates, until the
+        frame budget is spent and every owed update is done."""
+        iterator = None
+        while True:
+            while self.due_updates() > 0:
+                self.updates += 1
+                yield self.buffer.sample()
+            if self.frames >= self.total_frames:
+                return
+            if iterator is None:
+                iterator = iter(self._collector())
             t0 = time.perf_counter()
             data = next(iterator)
             take = min(data.numel(), self.total_frames - self.frames)
@@ -134,13 +190,8 @@ class RLDataModule(L.LightningDataModule):
             self.episodes.update(data, self.frames)
             self.frames += take
             self.collect_seconds += time.perf_counter() - t0
-            due = int(self.utd * max(0, self.frames - self.warmup_frames)) - self.updates
-            if due <= 0 or len(self.buffer) < self.batch_size:
+            if self.due_updates() <= 0:
                 yield None  # a collection tick: callbacks keyed on frames still run during warm-up
-                continue
-            for _ in range(due):
-                self.updates += 1
-                yield self.buffer.sample()
 
     def teardown(self, stage: str) -> None:
         self.close()
@@ -154,12 +205,44 @@ class RLDataModule(L.LightningDataModule):
         self.env = None
 
     # ------------------------------------------------------------------------------------------- checkpointing
+    @contextmanager
+    def replay_in_checkpoint(self):
+        """Within this context, ``state_dict`` also holds the replay buffer contents (for ``last.ckpt``)."""
+        self._replay_in_checkpoint = True
+        try:
+            yield
+        finally:
+            self._replay_in_checkpoint = False
+
     def state_dict(self) -> dict:
-        return {"frames": self.frames, "updates": self.updates, "episodes": self.episodes.state_dict()}
+        state = {"frames": self.frames, "updates": self.updates, "episodes": self.episodes.state_dict(),
+                 "rng": rng_states(), "env_rng": episode_rng_state(self.env) if self.env is not None else None}
+        if self._replay_in_checkpoint:
+            storage = self.buffer.storage
+            n = len(storage)
+            # Only the filled rows (the lazy storage allocates its whole capacity), in storage order, and the
+            # writer's cursor: reloading reproduces the buffer and its future overwrites exactly.
+            data = storage._storage[:n].to_dict() if n else {}
+            state["replay"] = {"size": n, "data": data, "writer": self.buffer._writer.state_dict()}
+        return state
 
     def load_state_dict(self, state: dict) -> None:
+        """Counters, episode statistics and replay buffer; the RNG states are applied by :meth:`restore_rng`
+        once everything else is built (building draws random numbers)."""
         self.frames, self.updates = int(state["frames"]), int(state["updates"])
         self.episodes.load_state_dict(state["episodes"])
+        replay = state.get("replay")
+        if replay is None:
+            raise ValueError("this checkpoint holds no replay buffer (periodic frame_N.ckpt files are weights-only "
+                             "snapshots); resume from checkpoints/last.ckpt")
+        self.buffer.empty()
+        if replay["size"]:
+            self.buffer.extend(TensorDict(replay["data"], batch_size=[replay["size"]]))
+            self.buffer._writer.load_state_dict(replay["writer"])
+        self._rng_state, self._env_rng = state["rng"], state["env_rng"]
+
+    def restore_rng(self) -> None:
+        set_rng_states(self._rng_state)
 
 
 class _Batches:

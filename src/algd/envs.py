@@ -17,6 +17,10 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Composite, Unbounded
 from torchrl.envs import DoubleToFloat, EnvBase, TransformedEnv
 
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set before mujoco is imported
+with contextlib.redirect_stderr(io.StringIO()):  # gymnasium-robotics' import-time notice about Adroit tasks
+    import gymnasium
+
 
 def per_step_cost_target(cost_limit: float, gamma: float, episode_length: int) -> float:
     """h = d·(1 − γ^T) / ((1 − γ)·T): an episode cost limit d spread over T steps, in discounted Q units."""
@@ -35,9 +39,49 @@ class EnvInfo:
     cost_done_mask: bool  # whether a true termination also ends the cost bootstrap (False on Safety-Gym)
 
 
+# ------------------------------------------------------------------------------------------- episode RNG snapshot
+# A resumed run rebuilds its env and resets it. To replay the interrupted episode exactly (and, at an episode
+# boundary, to continue exactly as an uninterrupted run would), each env records the state of its own RNG just
+# before its latest reset; a checkpoint stores that snapshot and a resume restores it before the first reset.
+
+def _base(env):
+    return getattr(env, "base_env", env)
+
+
+def episode_rng_state(env) -> dict | None:
+    """The env's own RNG state just before its current episode's reset (None if the env cannot tell)."""
+    base = _base(env)
+    if isinstance(base, ToyHazardEnv):
+        return {"toy": base.episode_rng}
+    raw = getattr(base, "_env", None)
+    if isinstance(raw, _EpisodeRng) and raw.episode_rng is not None:
+        return {"safety_gym": raw.episode_rng}
+    return None
+
+
+def restore_episode_rng(env, state: dict | None) -> None:
+    """Set the env RNG so that its next reset starts the same episode as the one ``state`` was taken from."""
+    if not state:
+        return
+    base = _base(env)
+    if "toy" in state and isinstance(base, ToyHazardEnv):
+        base._rng.set_state(state["toy"])
+    elif "safety_gym" in state and isinstance(getattr(base, "_env", None), _EpisodeRng):
+        base._env.set_rng(state["safety_gym"])
+    else:
+        raise ValueError(f"the checkpoint's env RNG state ({sorted(state)}) does not fit env {type(base).__name__}")
+
+
+def reseed(env, seed: int) -> None:
+    """Seed the env's episode stream (a fixed-layout Safety-Gym env re-seeds itself at every reset, and refuses)."""
+    raw = getattr(_base(env), "_env", None)
+    if isinstance(raw, _EpisodeRng) and not raw.unwrapped.task.mechanism_conf.randomize_layout:
+        return
+    env.set_seed(int(seed))
+
+
 def import_safety_gymnasium():
-    """Import safety_gymnasium headless, without gymnasium-robotics' import-time notice about Adroit tasks."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    """Import safety_gymnasium headless (the Adroit notice is silenced with the gymnasium import above)."""
     with contextlib.redirect_stderr(io.StringIO()):
         import gymnasium_robotics  # noqa: F401
     import safety_gymnasium
@@ -69,7 +113,28 @@ class SafetyGymFactory:
             raw.unwrapped.task.mechanism_conf.randomize_layout = False
         else:
             raw.reset(seed=int(seed))
-        return TransformedEnv(SafetyGymnasiumWrapper(raw), DoubleToFloat())
+        return TransformedEnv(SafetyGymnasiumWrapper(_EpisodeRng(raw)), DoubleToFloat())
+
+
+class _EpisodeRng(gymnasium.Wrapper):
+    """Records the Safety-Gymnasium task RNG (a ``np.random.RandomState``) just before every reset."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.episode_rng: dict | None = None
+
+    def _task_rng(self):
+        return self.env.unwrapped.task.random_generator.random_generator
+
+    def reset(self, **kwargs):
+        name, keys, pos, has_gauss, cached = self._task_rng().get_state()
+        self.episode_rng = {"keys": torch.from_numpy(keys.astype("int64")), "pos": int(pos),
+                            "has_gauss": int(has_gauss), "cached": float(cached)}
+        return self.env.reset(**kwargs)
+
+    def set_rng(self, state: dict) -> None:
+        keys = state["keys"].numpy().astype("uint32")
+        self._task_rng().set_state(("MT19937", keys, state["pos"], state["has_gauss"], state["cached"]))
 
 
 class ToyHazardEnv(EnvBase):
@@ -95,6 +160,7 @@ class ToyHazardEnv(EnvBase):
         self.reward_spec = Unbounded(shape=(1,))
         self._goal, self._start = torch.tensor(self.GOAL), torch.tensor(self.START)
         self._rng = torch.Generator()
+        self.episode_rng: torch.Tensor | None = None
         self._pos, self._t = self._start.clone(), 0
         self._set_seed(0 if seed is None else seed)
 
@@ -102,6 +168,7 @@ class ToyHazardEnv(EnvBase):
         return torch.cat([self._pos, self._goal - self._pos, -self._pos])
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
+        self.episode_rng = self._rng.get_state()
         noise = (torch.rand(2, generator=self._rng) * 2 - 1) * self.start_noise
         self._pos, self._t = self._start + noise, 0
         false = torch.zeros(1, dtype=torch.bool)

@@ -11,6 +11,10 @@ import re
 import sys
 from pathlib import Path
 
+from algd.errors import AlgdError, CheckpointError, ConfigError, TrainingStopped
+
+__all__ = ["AlgdError", "CheckpointError", "ConfigError", "TrainingStopped", "main", "run"]
+
 CONFIG_DIR = Path(os.environ.get("ALGD_CONFIG_DIR", Path(__file__).resolve().parents[2] / "configs"))
 SAFETY_GYM_ID = re.compile(r"^Safety\w+-v\d+$")
 
@@ -18,10 +22,6 @@ SAFETY_GYM_ID = re.compile(r"^Safety\w+-v\d+$")
 def config_options(group: str) -> list[str]:
     """The valid values of a config group: the YAML files in ``configs/<group>/``."""
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
-
-
-class ConfigError(ValueError):
-    """A bad command-line value; reported as one line and a non-zero exit, without a traceback."""
 
 
 GROUPS = ("env", "protocol", "actor", "critic", "energy", "multiplier", "optim", "collector", "trainer",
@@ -56,6 +56,150 @@ def rewrite_argv(argv: list[str]) -> list[str]:
     return out
 
 
+def _quote(value: str) -> str:
+    """A Hydra override value taken literally (run-dir names contain '=' and ',')."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _override_key(arg: str) -> str:
+    return arg.partition("=")[0].lstrip("+~")
+
+
+def find_checkpoint(path: str | Path) -> tuple[Path, Path]:
+    """(run dir, checkpoint) for ``resume=<run dir or checkpoint file>``."""
+    path = Path(path).expanduser().resolve()
+    if path.is_file():
+        return path.parent.parent, path
+    if not path.is_dir():
+        raise ConfigError(f"resume={path}: no such run directory or checkpoint file")
+    return path, path / "checkpoints" / "last.ckpt"
+
+
+def expand_resume(argv: list[str]) -> tuple[list[str], Path | None]:
+    """``resume=<run dir>``: replay the run's own overrides (``.hydra/overrides.yaml``), then the new ones (a later
+    value of a key wins, e.g. a larger ``total_frames`` or a lower ``optim.lr``), and write into the same run dir."""
+    values = [a.partition("=")[2] for a in argv if _override_key(a) == "resume"]
+    if not values or values[-1] in ("", "null"):
+        return argv, None
+    if any(a in ("-m", "--multirun") for a in argv):
+        raise ConfigError("resume= continues one run and cannot be combined with --multirun; resume each job's "
+                          "directory separately")
+    run_dir, ckpt = find_checkpoint(values[-1])
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"resume={values[-1]}: {run_dir} is not an algd run directory (no .hydra/overrides.yaml); "
+                          f"pass the folder printed as 'run dir:' when the run started")
+    if not ckpt.is_file():
+        raise ConfigError(f"resume={values[-1]}: no checkpoint at {ckpt} (the run stopped before its first "
+                          f"checkpoint; start it again)")
+    import yaml
+
+    original = [a for a in (yaml.safe_load(saved.read_text()) or []) if _override_key(a) != "resume"]
+    new = [a for a in argv if _override_key(a) != "resume"]
+    before = {_override_key(a): a.partition("=")[2] for a in original}
+    for arg in new:
+        key, value = _override_key(arg), arg.partition("=")[2]
+        if key in ("env", "actor") and value != before.get(key, value):
+            raise ConfigError(f"resume={values[-1]}: the run was trained with {key}={before[key]}; {key}={value} "
+                              f"would not fit its checkpoint (start a new run instead)")
+    merged: dict[str, str] = {}
+    for arg in [*original, *new]:
+        merged.pop(_override_key(arg), None)
+        merged[_override_key(arg)] = arg
+    out = [*merged.values(), f"hydra.run.dir={_quote(str(run_dir))}", f"resume={_quote(str(ckpt))}"]
+    return out, run_dir
+
+
+def _keep_config_history(run_dir: Path) -> None:
+    """Hydra rewrites ``.hydra/*.yaml`` for the resumed run; keep the earlier ones in ``.hydra/history/<n>/``."""
+    import shutil
+
+    hydra_dir = run_dir / ".hydra"
+    history = hydra_dir / "history"
+    target = history / str(len(list(history.glob("*"))) if history.exists() else 0)
+    target.mkdir(parents=True)
+    for f in hydra_dir.glob("*.yaml"):
+        shutil.copy2(f, target / f.name)
+
+
+def _check(ok: bool, key: str, value, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid {key}={value}: must be {rule}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def validate(cfg) -> None:
+    """Reject impossible values before any work, one clear line each (key, value, what is allowed)."""
+    def get(key):
+        node = cfg
+        for part in key.split("."):
+            node = node.get(part) if hasattr(node, "get") else None
+        return node
+
+    def integer(key, low, rule=None):
+        v = get(key)
+        _check(_is_int(v) and v >= low, key, v, rule or f"an integer >= {low}")
+
+    def number(key, low, high=None, low_open=False, rule=None):
+        v = get(key)
+        ok = _is_num(v) and (v > low if low_open else v >= low) and (high is None or v <= high)
+        bounds = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+        _check(ok, key, v, rule or f"a number {bounds}")
+
+    for key in ["seed", "warmup_frames", "eval_every_frames", "eval_episodes", "checkpoint_every_frames"]:
+        integer(key, 0)
+    for key in ["total_frames", "batch_size", "log_every_frames", "ensemble", "polyak_every", "buffer_capacity",
+                "collector.frames_per_batch", "env.max_episode_steps"]:
+        integer(key, 1)
+    _check(cfg.warmup_frames < cfg.total_frames, "warmup_frames", cfg.warmup_frames,
+           f"< total_frames ({cfg.total_frames}), or no update would ever run")
+    _check(cfg.batch_size <= cfg.warmup_frames, "batch_size", cfg.batch_size,
+           f"<= warmup_frames ({cfg.warmup_frames}), so the first update samples a full batch of warm-up data")
+    _check(cfg.buffer_capacity >= cfg.batch_size, "buffer_capacity", cfg.buffer_capacity,
+           f">= batch_size ({cfg.batch_size})")
+    number("utd", 0, low_open=True, rule="a number > 0 (gradient updates per environment frame)")
+    number("k", 0, rule="a number >= 0 (risk coefficient: Q̂c = mean + k·std)")
+    for key in ["gamma", "cost_gamma", "tau"]:
+        number(key, 0, 1, low_open=True)
+    if get("grad_clip") is not None:
+        number("grad_clip", 0, low_open=True, rule="null or a number > 0")
+    if get("env.cost_limit") is not None:
+        number("env.cost_limit", 0, rule="a number >= 0 (episode cost limit)")
+    actor = cfg.actor
+    if "steps" in actor:
+        low = 2 if actor.name == "diffusion_ve" else 1
+        integer("actor.steps", low, f"an integer >= {low} (K, the number of denoising steps)")
+    if "mc_samples" in actor:
+        integer("actor.mc_samples", 1, "an integer >= 1 (N, Monte-Carlo samples for the score target)")
+    for key in ["beta_temperature"]:
+        if key in actor:
+            number(f"actor.{key}", 0, low_open=True)
+    for key in ["guidance_weight", "c_energy", "c_score"]:
+        if key in actor:
+            number(f"actor.{key}", 0)
+    for key in ["hidden", "critic.hidden", "critic.cost_hidden"]:
+        full = key if "." in key else f"actor.{key}"
+        v = get(full)
+        if v is not None:
+            _check(len(v) >= 1 and all(_is_int(w) and w >= 1 for w in v), full, list(v),
+                   "a non-empty list of positive layer widths")
+    if "rho" in cfg.energy:
+        number("energy.rho", 0, low_open=True)
+    if "lr" in cfg.optim:
+        number("optim.lr", 0, low_open=True)
+    accelerator = cfg.trainer.accelerator
+    _check(accelerator in ("cpu", "gpu", "cuda", "auto"), "trainer.accelerator", accelerator, "one of cpu, gpu, auto")
+    if cfg.trainer.threads is not None:
+        integer("trainer.threads", 1, "null (torch's default) or an integer >= 1")
+
+
 def build(node, **kwargs):
     """``hydra.utils.instantiate`` without the descriptive ``name`` key that component configs carry."""
     from hydra.utils import instantiate
@@ -80,8 +224,26 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def default_threads(cfg) -> int | None:
+    """``trainer.threads``, or, for parallel sweep jobs on one machine, cores ÷ parallel jobs (two jobs that each
+    use every core slow each other down 10–20×)."""
+    if cfg.trainer.threads:
+        return int(cfg.trainer.threads)
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        n_jobs = HydraConfig.get().launcher.get("n_jobs")
+    except (ValueError, AttributeError):
+        return None
+    if not n_jobs:
+        return None
+    cores = os.cpu_count() or 1
+    return max(1, cores // (cores if n_jobs < 0 else int(n_jobs)))
+
+
 def run(cfg) -> dict[str, float]:
     """Train one run described by ``cfg``; returns the final evaluation metrics."""
+    validate(cfg)
     quiet_libraries()
     import lightning as L
     import torch
@@ -89,16 +251,36 @@ def run(cfg) -> dict[str, float]:
     from lightning.pytorch.loggers import TensorBoardLogger
     from omegaconf import OmegaConf
 
-    from algd.callbacks import Checkpointer, Evaluator, FrameLogger, FrameProgressBar
+    from algd.callbacks import Checkpointer, Evaluator, FrameLogger, FrameProgressBar, Resume, load_checkpoint
     from algd.data import RLDataModule
     from algd.envs import per_step_cost_target
-    from algd.module import SafeActorCritic
+    from algd.module import NonFiniteLossError, SafeActorCritic
 
+    if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"invalid trainer.accelerator={cfg.trainer.accelerator}: no CUDA device is visible to torch "
+                          f"{torch.__version__}; use trainer.accelerator=cpu")
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.trainer.threads:
-        torch.set_num_threads(int(cfg.trainer.threads))
+    ckpt, ckpt_path = None, None
+    if cfg.get("resume"):
+        _, ckpt_path = find_checkpoint(cfg.resume)
+        ckpt = load_checkpoint(ckpt_path)
+        done_frames = int(ckpt["RLDataModule"]["frames"])
+        if done_frames >= int(cfg.total_frames):
+            print(f"[algd] nothing to do: {ckpt_path} is at frame {done_frames} and total_frames={cfg.total_frames}; "
+                  f"pass a larger total_frames to extend the run")
+            return {}
+    threads = default_threads(cfg)
+    if threads:
+        torch.set_num_threads(threads)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    parts = {}
+    for group in ["energy", "multiplier", "optim"]:  # their own checks run before any env or network is built
+        try:
+            parts[group] = instantiate(cfg[group])
+        except Exception as err:  # noqa: BLE001  (hydra wraps the component's ValueError)
+            cause = err.__cause__ or err
+            raise ConfigError(f"invalid {group} config: {cause}") from None
     factory = instantiate(cfg.env, _convert_="all")
     info = factory.info
     h = per_step_cost_target(info.cost_limit, float(cfg.cost_gamma), info.episode_length)
@@ -116,23 +298,41 @@ def run(cfg) -> dict[str, float]:
     try:
         model = SafeActorCritic(
             **dm.specs(), h=h, cost_done_mask=info.cost_done_mask, actor=build(cfg.actor),
-            energy=instantiate(cfg.energy), multiplier=instantiate(cfg.multiplier), optim=instantiate(cfg.optim),
+            energy=parts["energy"], multiplier=parts["multiplier"], optim=parts["optim"],
             critic_hidden=list(cfg.critic.hidden), cost_hidden=list(cfg.critic.cost_hidden),
             ensemble=int(cfg.ensemble), k=float(cfg.k), gamma=float(cfg.gamma), cost_gamma=float(cfg.cost_gamma),
             tau=float(cfg.tau), polyak_every=int(cfg.polyak_every), grad_clip=cfg.grad_clip)
         dm.set_policy(model.actor.policy())
-        logger = TensorBoardLogger(save_dir=str(out_dir), name="", version="tb", default_hp_metric=False)
+        # A resumed run appends to the same TensorBoard run; points after the checkpoint's frame (logged by the
+        # interrupted process after its last checkpoint) are purged, so every curve has one point per frame.
+        purge = {"purge_step": int(ckpt["RLDataModule"]["frames"]) + 1} if ckpt is not None else {}
+        logger = TensorBoardLogger(save_dir=str(out_dir), name="", version="tb", default_hp_metric=False, **purge)
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         evaluator = Evaluator(factory, info, seed=int(cfg.seed), every_frames=int(cfg.eval_every_frames),
                               episodes=int(cfg.eval_episodes))
-        callbacks = [FrameLogger(int(cfg.log_every_frames)), evaluator,
-                     Checkpointer(str(out_dir / "checkpoints"), int(cfg.checkpoint_every_frames)),
-                     FrameProgressBar()]
+        checkpointer = Checkpointer(str(out_dir / "checkpoints"), int(cfg.checkpoint_every_frames))
+        callbacks = [FrameLogger(int(cfg.log_every_frames)), evaluator, checkpointer, FrameProgressBar()]
+        if ckpt is not None:
+            callbacks.insert(0, Resume(ckpt, ckpt_path))  # first: the others read the restored frame counter
+            ckpt = None
         trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, max_epochs=1, max_steps=-1,
                             logger=logger, callbacks=callbacks, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                             log_every_n_steps=10**9, deterministic=False)
-        trainer.fit(model, datamodule=dm)
+        try:
+            trainer.fit(model, datamodule=dm)
+        except NonFiniteLossError as err:
+            last = out_dir / "checkpoints" / "last.ckpt"
+            if checkpointer.saved_on_exception:
+                where = f"the last finite state (frame {dm.frames}, {dm.updates} updates) is saved in {last}"
+            elif last.exists():
+                where = f"parameters were already non-finite; the last good checkpoint is {last}"
+            else:
+                where = "parameters were already non-finite and no checkpoint was saved yet"
+            raise TrainingStopped(
+                f"non-finite {err.name} ({err.value}) at frame {dm.frames}, update {err.update + 1}: training "
+                f"stopped; {where}. Change the config (e.g. a lower optim.lr, grad_clip=1.0) and continue with: "
+                f"python -m algd.train resume={out_dir} <changed keys>") from None
         logger.experiment.flush()
     finally:
         dm.close()
@@ -142,20 +342,109 @@ def run(cfg) -> dict[str, float]:
     return final
 
 
+def _is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _write_status(out_dir: Path, status: str, **fields) -> None:
+    """``<run dir>/status.json``: how the run ended (read by the sweep summary)."""
+    import json
+
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    record = {"status": status, "job": hc.job.num if _is_multirun() else None,
+              "overrides": list(hc.overrides.task), **fields}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "status.json").write_text(json.dumps(record, indent=1))
+
+
+def task(cfg) -> None:
+    """One Hydra job. A failing job of a sweep records why (``status.json``, ``error.log``) and returns, so the other
+    jobs run on and the sweep ends with a summary; a single run prints one line and exits non-zero."""
+    import traceback
+
+    out_dir = Path(cfg.paths.output_dir)
+    try:
+        final = run(cfg)
+    except AlgdError as err:
+        code = err.code
+        _write_status(out_dir, "failed", error=str(err), exit_code=code)
+        if _is_multirun():
+            print(f"[algd] job failed ({out_dir.name}): {err}", file=sys.stderr)
+            return
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(code) from None
+    except Exception as err:  # noqa: BLE001
+        (out_dir / "error.log").write_text(traceback.format_exc())
+        _write_status(out_dir, "failed", error=f"{type(err).__name__}: {err}", exit_code=1)
+        if not _is_multirun():
+            raise
+        traceback.print_exc()
+        print(f"[algd] job failed ({out_dir.name}): {type(err).__name__}: {err}; traceback in "
+              f"{out_dir / 'error.log'}", file=sys.stderr)
+        return
+    _write_status(out_dir, "completed", final={k: float(v) for k, v in final.items()})
+
+
+_SWEEP = {"failed": 0}
+
+
+def summarize_sweep(sweep_dir: Path) -> tuple[int, int]:
+    """Print which jobs of a sweep completed and which failed (from their ``status.json``); (completed, failed)."""
+    import json
+
+    records = [(f.parent, json.loads(f.read_text())) for f in Path(sweep_dir).glob("**/status.json")]
+    records.sort(key=lambda r: (r[1].get("job") is None, r[1].get("job") or 0))
+    failed = [r for r in records if r[1]["status"] != "completed"]
+    print(f"\n[algd] sweep {sweep_dir}: {len(records) - len(failed)} of {len(records)} jobs completed, "
+          f"{len(failed)} failed")
+    common = set.intersection(*(set(r[1]["overrides"]) for r in records)) if records else set()
+    for run_dir, rec in records:
+        swept = " ".join(o for o in rec["overrides"] if o not in common) or "(no swept keys)"
+        final = rec.get("final") or {}
+        if "eval/return" in final:
+            detail = f"eval return {final['eval/return']:.2f}, cost {final['eval/cost']:.2f}"
+        else:
+            detail = f"{rec.get('error', '').split('; ')[0]} (details: {run_dir / 'status.json'})"
+        print(f"  #{rec.get('job')} {rec['status']:<9} {swept}: {detail}")
+    return len(records) - len(failed), len(failed)
+
+
+try:
+    from hydra.experimental.callback import Callback as _HydraCallback
+except ImportError:  # pragma: no cover
+    _HydraCallback = object
+
+
+class SweepSummary(_HydraCallback):
+    """Hydra callback (``hydra.callbacks.sweep_summary``): a summary table at the end of every multirun."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        _, failed = summarize_sweep(Path(config.hydra.sweep.dir))
+        _SWEEP["failed"] = failed
+
+
 def main(argv: list[str] | None = None) -> None:
     import hydra
 
     try:
-        sys.argv = [sys.argv[0], *rewrite_argv(sys.argv[1:] if argv is None else argv)]
+        args, resume_dir = expand_resume(sys.argv[1:] if argv is None else argv)
+        sys.argv = [sys.argv[0], *rewrite_argv(args)]
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    if resume_dir is not None:
+        _keep_config_history(resume_dir)
 
-    @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
-    def _main(cfg) -> None:
-        run(cfg)
+    hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")(task)()
+    import algd.train as registered  # Hydra's callback lives in algd.train, which is not __main__ under python -m
 
-    _main()
+    if registered._SWEEP["failed"]:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

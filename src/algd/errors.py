@@ -1,0 +1,23 @@
+"""Errors the user can act on. Each is reported as one line (no traceback) with a non-zero exit code."""
+
+from __future__ import annotations
+
+
+class AlgdError(Exception):
+    """Base class; ``code`` is the process exit code of a single run that stops with it."""
+
+    code = 2
+
+
+class ConfigError(AlgdError, ValueError):
+    """A bad command-line or config value (names the key, the value and what is allowed)."""
+
+
+class CheckpointError(AlgdError, RuntimeError):
+    """A checkpoint that cannot be used to resume: missing, unreadable, or built for another config."""
+
+
+class TrainingStopped(AlgdError, RuntimeError):
+    """Training stopped early for a reason the user can act on, e.g. a non-finite loss (exit code 3)."""
+
+    code = 3
