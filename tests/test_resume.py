@@ -38,13 +38,15 @@ def assert_one_point_per_frame(run_dir: Path) -> dict:
     return tags
 
 
-def test_resumed_run_equals_straight_run(tmp_path):
-    """400 frames straight vs 200 frames, stop, resume to 400: same counters, same parameters (≤ 1e-6), same
-    evaluations, same replay buffer."""
-    common = [*SMALL, "seed=5", "eval_every_frames=200", "checkpoint_every_frames=200"]
-    straight = run_train(*common, "total_frames=400", tmp_path=tmp_path / "straight")
-    first = run_train(*common, "total_frames=200", tmp_path=tmp_path / "split")
-    assert straight.returncode == 0 and first.returncode == 0, (straight.stderr[-2000:], first.stderr[-2000:])
+def test_resumed_run_equals_straight_run_and_seeds_determine_runs(tmp_path):
+    """400 frames straight vs 200 frames, stop, resume to 400 (the same seed in other processes): same counters,
+    same parameters (≤ 1e-6), same evaluations, same replay buffer. Another seed gives other parameters."""
+    common = [*SMALL, "eval_every_frames=200", "checkpoint_every_frames=200"]
+    straight = run_train(*common, "seed=5", "total_frames=400", tmp_path=tmp_path / "straight")
+    first = run_train(*common, "seed=5", "total_frames=200", tmp_path=tmp_path / "split")
+    other = run_train(*common, "seed=6", "total_frames=400", tmp_path=tmp_path / "other")
+    for proc in (straight, first, other):
+        assert proc.returncode == 0, proc.stderr[-2000:]
     (a,), (b,) = run_dirs(tmp_path / "straight"), run_dirs(tmp_path / "split")
     resumed = run_train(f"resume={b}", "total_frames=400", tmp_path=tmp_path / "split")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -60,6 +62,9 @@ def test_resumed_run_equals_straight_run(tmp_path):
     for sa, sb in zip(ca["optimizer_states"], cb["optimizer_states"]):
         for pa, pb in zip(sa["state"].values(), sb["state"].values()):
             torch.testing.assert_close(pb["exp_avg"], pa["exp_avg"], rtol=0, atol=1e-6)
+    (c,) = run_dirs(tmp_path / "other")
+    cc = ckpt(c)["state_dict"]
+    assert any(not torch.equal(cc[k], v) for k, v in ca["state_dict"].items())  # another seed, another run
     ra, rb = ca["RLDataModule"]["replay"], cb["RLDataModule"]["replay"]
     assert ra["size"] == rb["size"] == 400
     assert torch.equal(ra["data"]["observation"], rb["data"]["observation"])
