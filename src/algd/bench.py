@@ -20,8 +20,10 @@ import contextlib
 import io
 import os
 import json
+import logging
 import statistics
 import time
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -257,21 +259,29 @@ def train_fps(actor: str, warmup: int = 300, learn_frames: int = 40, utd: float 
         def on_train_end(self, trainer, pl_module):
             marks["end"] = (time.perf_counter(), dm.frames, dm.updates)
 
+    quiet = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric", "torchrl")]
+    levels = [logger.level for logger in quiet]
     try:
+        for logger in quiet:  # Lightning's and TorchRL's one-off notices
+            logger.setLevel(logging.WARNING)
         model = build_learner(actor)
         specs = dm.specs()
         assert specs["obs_dim"] == OBS and specs["act_dim"] == ACT
         model.h = per_step_cost_target(10, 0.99, 400)
         dm.set_policy(model.actor.policy())
-        trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, max_steps=-1, logger=False,
-                            callbacks=[Timer()], enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10**9)
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # notices
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, max_steps=-1, logger=False,
+                                callbacks=[Timer()], enable_checkpointing=False, enable_progress_bar=False,
+                                enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10**9)
             trainer.fit(model, datamodule=dm)
     finally:
         dm.close()
-    (t0, f0, u0), (t1, f1, u1) = marks["start"], marks["end"]
-    return {"fps": (f1 - f0) / (t1 - t0), "updates_per_s": (u1 - u0) / (t1 - t0)}
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
+    (t0, _, u0), (t1, _, u1) = marks["start"], marks["end"]
+    # Each learning frame costs one env step plus ``utd`` updates: frames/s = (updates/s) / utd.
+    return {"fps": (u1 - u0) / utd / (t1 - t0), "updates_per_s": (u1 - u0) / (t1 - t0)}
 
 
 def _autocast_bf16(model):
