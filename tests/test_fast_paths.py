@@ -14,6 +14,7 @@ from algd.actors.diffusion import DiffusionActor, DiffusionVEActor
 from algd.actors.gaussian import GaussianActor
 from algd.energy import AugmentedLagrangianEnergy
 from algd.module import SafeActorCritic
+from algd.multipliers import LogAdamMultiplier
 from algd.nets import EnsembleLinear, QEnsemble
 
 OBS, ACT, B = 5, 2, 16
@@ -37,7 +38,7 @@ def plain_q(ens: QEnsemble, obs, action):
 
 
 def plain_energy(model, obs, action):
-    """L_A = −min(Q1, Q2) + ([λ + ρ(Q̂c − h)]_+² − λ²)/(2ρ), Q̂c = mean + k·std (unbiased) over the cost members."""
+    """L_A = −min(Q1, Q2) + ([λ + ρ(Q̂c − h)]_+² − λ²)/(2ρ), Q̂c = mean + k·std (unbiased) over members."""
     q = plain_q(model.q, obs, action).min(0).values
     qc = plain_q(model.qc, obs, action)
     qc_hat = qc.mean(0) + model.k * qc.std(0)
@@ -117,7 +118,7 @@ def plain_grads(model, batch, actor_loss):
 def _model(actor, ensemble=4):
     return SafeActorCritic(OBS, ACT, torch.tensor([-1.0, -2.0]), torch.tensor([1.0, 0.5]), h=0.5,
                            cost_done_mask=False, actor=actor, energy=AugmentedLagrangianEnergy(rho=1.5),
-                           multiplier=__import__("algd.multipliers", fromlist=["x"]).LogAdamMultiplier(),
+                           multiplier=LogAdamMultiplier(),
                            optim=partial(torch.optim.SGD, lr=0.0), critic_hidden=[32, 32], cost_hidden=[32, 32],
                            ensemble=ensemble)
 

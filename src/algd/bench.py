@@ -361,7 +361,8 @@ def report(result: dict) -> None:
         print(f"  {name:<12} raw {c['raw_fps']:7.1f}  collector {c['collector_fps']:7.1f}  ratio {c['ratio']:.2f}")
     print("\ntraining loop on PointButton1 (Lightning, UTD 10, after warm-up):")
     for name, fps in result["train_fps"].items():
-        print(f"  {name:<12} {fps:6.2f} frames/s  ({result['train_updates_per_s'][name]:.1f} updates/s inside Lightning)")
+        inside = result["train_updates_per_s"][name]
+        print(f"  {name:<12} {fps:6.2f} frames/s  ({inside:.1f} updates/s inside Lightning)")
 
 
 def device_name() -> str:

@@ -74,14 +74,16 @@ class QEnsemble(EnsembleMLP):
         return torch.baddbmm(first.bias, obs.expand(self.members, *obs.shape), first.weight[:, : obs.shape[-1]])
 
     def from_features(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Q for actions [..., B, act] (leading sample axes share the states of ``features`` [E, B, H1]) → [E, ..., B, 1].
-        Equals ``forward(obs, action)`` for every sample."""
+        """Q for actions [..., B, act] (leading sample axes share the states of ``features`` [E, B, H1]):
+        → [E, ..., B, 1], equal to ``forward(obs, action)`` for every sample."""
         first, (e, b, width) = self.net[0], features.shape
         lead = action.shape[:-2]
         flat = action.reshape(1, -1, action.shape[-1]).expand(e, -1, -1)
         pre = torch.bmm(flat, first.weight[:, -action.shape[-1]:]).view(e, *lead, b, width)
         pre = pre + features.view(e, *([1] * len(lead)), b, width)
-        out = self.net[1:](pre.view(e, -1, width))
+        out = pre.view(e, -1, width)
+        for layer in list(self.net)[1:]:
+            out = layer(out)
         return out.view(e, *lead, b, out.shape[-1])
 
 
