@@ -51,5 +51,6 @@ clean: ## Remove the venv, caches and build artefacts (keeps logs/)
 	rm -rf $(VENV) .pytest_cache build dist src/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-bench: $(STAMP) ## Benchmarks: learner updates/s and collection vs raw env fps, ratios from one run (logs/bench/)
-	@$(PY) -m algd.bench
+BENCH_ARGS ?=
+bench: $(STAMP) ## Benchmarks (~5 min): learner updates/s, phases, FLOPs, collection and training fps (logs/bench/bench.json)
+	@$(PY) -m algd.bench $(BENCH_ARGS)

@@ -1,24 +1,34 @@
 """Benchmarks (``make bench``): every ratio is measured within one run, since these machines vary ±30–50 %.
 
-- ``collect``: raw safety-gymnasium steps/s (random actions, resets included) vs the TorchRL ``Collector`` used by
-  training (same env, a policy returning random actions), on PointGoal1 and PointButton1 (paper protocol).
 - ``updates_per_s``: the learner's full update (``SafeActorCritic.update``) per actor, and ``minimal_sac``,
-  a deliberately plain eager SAC update (twin Q 2×256, Gaussian actor 2×256) kept as a yardstick.
+  a deliberately plain eager SAC update (twin Q 2×256, Gaussian actor 2×256) kept as a yardstick;
+- ``update_ms_breakdown``: wall time of the update's named phases (``record_function`` ranges in ``update``);
+- ``flops_per_update`` (matmul FLOPs, forward and backward, counted by ``FlopCounterMode``), the achieved GFLOP/s
+  and ``peak_matmul_gflops``, a 2048² fp32 matmul timed in the same run (bf16 too: ``peak_matmul_gflops_bf16``);
+- ``collect``: raw safety-gymnasium steps/s (random actions, resets included) vs the TorchRL ``Collector`` used by
+  training (same env, a policy returning random actions), on PointGoal1 and PointButton1 (paper protocol);
+- ``train_fps``: env frames/s of the real training loop (DataModule → Lightning ``Trainer`` → ``update``, UTD 10) on
+  PointButton1 once learning has started, with the updates/s seen inside Lightning;
+- ``options`` (``--options``): directions measured but not used (CPU bf16 autocast, ``torch.compile``), updates/s.
 Each timing is repeated and the median reported. Writes ``logs/bench/bench.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import os
 import json
+import logging
 import statistics
 import time
+import warnings
 from functools import partial
 from pathlib import Path
 
 import torch
 from tensordict import TensorDict
-from tensordict.nn import TensorDictModule
 from torch import nn
 
 OBS, ACT, BATCH = 76, 2, 256  # PointButton1 sizes
@@ -40,7 +50,8 @@ def _batch(batch: int = BATCH) -> TensorDict:
                                 "done": torch.zeros(batch, 1, dtype=torch.bool)}}, [batch])
 
 
-def learner_updates_per_s(actor: str, updates: int, repeats: int) -> float:
+def build_learner(actor: str):
+    """The learner with default settings at PointButton1 sizes, usable outside a Trainer."""
     from algd.actors.diffusion import DiffusionActor, DiffusionVEActor
     from algd.actors.gaussian import GaussianActor
     from algd.energy import AugmentedLagrangianEnergy
@@ -53,17 +64,66 @@ def learner_updates_per_s(actor: str, updates: int, repeats: int) -> float:
                             multiplier=LogAdamMultiplier(), optim=partial(torch.optim.Adam, lr=3e-4))
     opts = model.configure_optimizers()
     model.optimizers = lambda: opts  # outside a Trainer: plain optimisers
+    return model
+
+
+def learner_updates_per_s(actor: str, updates: int, repeats: int, wrap=None) -> float:
+    """Median updates/s; ``wrap(model)`` may return a context manager to run the updates in (e.g. autocast)."""
+    model = build_learner(actor)
     batch = _batch()
+    ctx = wrap(model) if wrap else contextlib.nullcontext
+    with ctx():
+        for _ in range(3):
+            model.update(batch)
+
+        def run():
+            for _ in range(updates):
+                model.update(batch)
+        return median_rate(run, updates, repeats)
+
+
+PHASES = ["targets", "critic", "cost_critic", "actor", "score_target", "multiplier", "polyak"]
+
+
+def update_breakdown(actor: str, updates: int) -> dict[str, float]:
+    """Mean ms per update of each named phase of ``update``; ``actor`` excludes its ``score_target`` part."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model, batch = build_learner(actor), _batch()
     for _ in range(3):
         model.update(batch)
-
-    def run():
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
         for _ in range(updates):
             model.update(batch)
-    return median_rate(run, updates, repeats)
+        total = (time.perf_counter() - t0) / updates * 1e3
+    ms = dict.fromkeys(PHASES, 0.0)
+    for event in prof.events():
+        if event.name in ms:
+            ms[event.name] += event.cpu_time_total / 1e3 / updates
+    ms["actor"] -= ms["score_target"]
+    ms["total_profiled"] = total
+    return {k: round(v, 3) for k, v in ms.items()}
 
 
-def minimal_sac_updates_per_s(updates: int, repeats: int) -> float:
+def flops_per_update(actor: str) -> int:
+    """Matmul FLOPs (forward + backward) of one update, counted by ``torch.utils.flop_counter``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, batch = build_learner(actor), _batch()
+    model.update(batch)
+    with FlopCounterMode(display=False) as counter:
+        model.update(batch)
+    return int(counter.get_total_flops())
+
+
+def peak_matmul_gflops(n: int = 2048, dtype=torch.float32, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    return median_rate(lambda: a @ b, 2 * n**3, repeats) / 1e9
+
+
+def minimal_sac_update():
     """Plain eager SAC: two separate Q MLPs, a Gaussian actor, fixed α; nothing fused."""
     def mlp(i, o):
         return nn.Sequential(nn.Linear(i, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, o))
@@ -104,6 +164,11 @@ def minimal_sac_updates_per_s(updates: int, repeats: int) -> float:
                 for pt, ps in zip(t.parameters(), s.parameters()):
                     pt.lerp_(ps, 0.005)
 
+    return update
+
+
+def minimal_sac_updates_per_s(updates: int, repeats: int) -> float:
+    update = minimal_sac_update()
     for _ in range(3):
         update()
 
@@ -113,19 +178,32 @@ def minimal_sac_updates_per_s(updates: int, repeats: int) -> float:
     return median_rate(run, updates, repeats)
 
 
-class _RandomPolicy(nn.Module):
+def minimal_sac_flops() -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    update = minimal_sac_update()
+    with FlopCounterMode(display=False) as counter:
+        update()
+    return int(counter.get_total_flops())
+
+
+class RandomActor(nn.Module):
+    """An actor whose ``act`` draws uniform actions in [−1, 1]: the collector pays for the training policy wrapper
+    (``as_policy``) but not for a network."""
+
     def __init__(self, act_dim: int):
         super().__init__()
         self.act_dim = act_dim
 
-    def forward(self, observation):
-        return torch.rand(*observation.shape[:-1], self.act_dim) * 2 - 1
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        return torch.rand(*obs.shape[:-1], self.act_dim) * 2 - 1
 
 
 def collect_fps(env_id: str, frames: int, repeats: int, frames_per_batch: int = 10) -> dict[str, float]:
     """Raw safety-gymnasium loop vs the training Collector, same env construction (paper protocol)."""
     from torchrl.collectors import Collector
 
+    from algd.actors import as_policy
     from algd.envs import SafetyGymFactory
 
     factory = SafetyGymFactory(name=env_id, id=env_id, max_episode_steps=400, cost_limit=10, fixed_layout=True)
@@ -139,7 +217,7 @@ def collect_fps(env_id: str, frames: int, repeats: int, frames_per_batch: int = 
             if terminated or truncated:
                 raw.reset()
 
-    policy = TensorDictModule(_RandomPolicy(env.action_spec.shape[-1]), in_keys=["observation"], out_keys=["action"])
+    policy = as_policy(RandomActor(env.action_spec.shape[-1]))
     collector = Collector(env, policy, frames_per_batch=frames_per_batch, total_frames=-1, trust_policy=True,
                           auto_register_policy_transforms=False)
     iterator = iter(collector)
@@ -159,35 +237,144 @@ def collect_fps(env_id: str, frames: int, repeats: int, frames_per_batch: int = 
     return out
 
 
+def train_fps(actor: str, warmup: int = 300, learn_frames: int = 40, utd: float = 10.0) -> dict[str, float]:
+    """Frames/s and updates/s of the real training loop (DataModule, Lightning Trainer, UTD 10) on PointButton1
+    (paper protocol), timed from the first learning frame to the end; no logger, evaluation or checkpoints."""
+    import lightning as L
+
+    from algd.data import RLDataModule
+    from algd.envs import SafetyGymFactory, per_step_cost_target
+
+    factory = SafetyGymFactory(name="PointButton1", id="SafetyPointButton1-v0", max_episode_steps=400,
+                               cost_limit=10, fixed_layout=True)
+    dm = RLDataModule(factory, seed=0, total_frames=warmup + learn_frames, warmup_frames=warmup, utd=utd,
+                      batch_size=BATCH, frames_per_batch=10)
+    marks: dict[str, tuple[float, int, int]] = {}
+
+    class Timer(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if "start" not in marks and dm.frames > warmup:
+                marks["start"] = (time.perf_counter(), dm.frames, dm.updates)
+
+        def on_train_end(self, trainer, pl_module):
+            marks["end"] = (time.perf_counter(), dm.frames, dm.updates)
+
+    quiet = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric", "torchrl")]
+    levels = [logger.level for logger in quiet]
+    try:
+        for logger in quiet:  # Lightning's and TorchRL's one-off notices
+            logger.setLevel(logging.WARNING)
+        model = build_learner(actor)
+        specs = dm.specs()
+        assert specs["obs_dim"] == OBS and specs["act_dim"] == ACT
+        model.h = per_step_cost_target(10, 0.99, 400)
+        dm.set_policy(model.actor.policy())
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, max_steps=-1, logger=False,
+                                callbacks=[Timer()], enable_checkpointing=False, enable_progress_bar=False,
+                                enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10**9)
+            trainer.fit(model, datamodule=dm)
+    finally:
+        dm.close()
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
+    (t0, _, u0), (t1, _, u1) = marks["start"], marks["end"]
+    # Each learning frame costs one env step plus ``utd`` updates: frames/s = (updates/s) / utd.
+    return {"fps": (u1 - u0) / utd / (t1 - t0), "updates_per_s": (u1 - u0) / (t1 - t0)}
+
+
+def _autocast_bf16(model):
+    return partial(torch.autocast, "cpu", dtype=torch.bfloat16)
+
+
+def _compile_critics(model):
+    for critic in (model.q, model.qc):
+        critic.from_features = torch.compile(critic.from_features, dynamic=False)
+    return contextlib.nullcontext
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--updates", type=int, default=50, help="updates per timing")
     parser.add_argument("--frames", type=int, default=1200, help="env frames per collection timing")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--options", action="store_true",
+                        help="also time CPU bf16 autocast and torch.compile of the critics (off: slower here)")
     parser.add_argument("--out", default="logs/bench/bench.json")
     args = parser.parse_args()
-    result = {"device": "cpu", "threads": torch.get_num_threads(), "batch_size": BATCH, "obs_dim": OBS}
-    print(f"[bench] threads {result['threads']}; timing the learner ...", flush=True)
-    result["updates_per_s"] = {name: learner_updates_per_s(name, args.updates, args.repeats)
-                               for name in ["diffusion", "diffusion_ve", "gaussian"]}
-    result["updates_per_s"]["minimal_sac"] = minimal_sac_updates_per_s(args.updates, args.repeats)
+    from algd.perf import keep_heap
+
+    result = {"device": device_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "batch_size": BATCH, "obs_dim": OBS, "act_dim": ACT, "keep_heap": keep_heap()}
+    print(f"[bench] {result['device']}, {result['threads']} threads; timing the learner ...", flush=True)
+    result["peak_matmul_gflops"] = peak_matmul_gflops()
+    result["peak_matmul_gflops_bf16"] = peak_matmul_gflops(dtype=torch.bfloat16)
+    ups = result["updates_per_s"] = {}
+    for _ in range(2):  # two interleaved rounds; the better (less disturbed) median of each is kept
+        for name in ["diffusion", "diffusion_ve", "gaussian", "minimal_sac"]:
+            rate = (minimal_sac_updates_per_s(args.updates, args.repeats) if name == "minimal_sac"
+                    else learner_updates_per_s(name, args.updates, args.repeats))
+            ups[name] = max(ups.get(name, 0.0), rate)
+    result["update_ms_breakdown"] = {name: update_breakdown(name, args.updates) for name in ["diffusion", "gaussian"]}
+    flops = result["flops_per_update"] = {name: flops_per_update(name) for name in ["diffusion", "gaussian"]}
+    flops["minimal_sac"] = minimal_sac_flops()
+    result["achieved_gflops"] = {name: flops[name] * ups[name] / 1e9 for name in flops}
+    if args.options:
+        print("[bench] options: bf16 autocast, torch.compile ...", flush=True)
+        result["options"] = {
+            "diffusion_bf16_autocast": learner_updates_per_s("diffusion", args.updates, args.repeats, _autocast_bf16),
+            "diffusion_compile_critics": learner_updates_per_s("diffusion", args.updates, args.repeats,
+                                                               _compile_critics),
+            "diffusion_default": learner_updates_per_s("diffusion", args.updates, args.repeats)}
     result["collect"] = {}
     for name, env_id in [("PointGoal1", "SafetyPointGoal1-v0"), ("PointButton1", "SafetyPointButton1-v0")]:
         print(f"[bench] collection on {env_id} ...", flush=True)
         result["collect"][name] = collect_fps(env_id, args.frames, args.repeats)
-    ups = result["updates_per_s"]
-    print("\nlearner updates/s (batch 256, obs 76):")
-    for name, value in ups.items():
-        print(f"  {name:<12} {value:8.1f}  ({1000 / value:6.1f} ms/update)")
-    for name in ["diffusion", "diffusion_ve", "gaussian"]:
-        print(f"  minimal_sac / {name} = {ups['minimal_sac'] / ups[name]:.2f}")
-    print("\ncollection frames/s (random actions, resets included):")
-    for name, c in result["collect"].items():
-        print(f"  {name:<12} raw {c['raw_fps']:7.1f}  collector {c['collector_fps']:7.1f}  ratio {c['ratio']:.2f}")
+    print("[bench] training loop (Lightning, UTD 10) on PointButton1 ...", flush=True)
+    loops = {name: train_fps(name) for name in ["diffusion", "gaussian"]}
+    result["train_fps"] = {name: loop["fps"] for name, loop in loops.items()}
+    result["train_updates_per_s"] = {name: loop["updates_per_s"] for name, loop in loops.items()}
+    report(result)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"\n[bench] wrote {out}")
+
+
+def report(result: dict) -> None:
+    ups, flops = result["updates_per_s"], result["flops_per_update"]
+    print(f"\n{result['device']}, {result['threads']} threads, torch {result['torch']}; peak matmul (2048²) "
+          f"{result['peak_matmul_gflops']:.0f} GFLOP/s fp32, {result['peak_matmul_gflops_bf16']:.0f} bf16")
+    print("\nlearner (batch 256, obs 76, act 2)   updates/s   ms/update   GFLOP/update   GFLOP/s   minimal_sac ratio")
+    for name, value in ups.items():
+        f = flops.get(name)
+        fl = f"{f / 1e9:12.2f}   {f * value / 1e9:7.1f}" if f else f"{'':12}   {'':7}"
+        print(f"  {name:<34} {value:9.1f}   {1000 / value:9.1f}   {fl}   {ups['minimal_sac'] / value:8.2f}")
+    print("\nupdate breakdown (ms per update, profiled):")
+    for name, phases in result["update_ms_breakdown"].items():
+        print(f"  {name:<12} " + "  ".join(f"{k} {v:.1f}" for k, v in phases.items()))
+    for name, value in result.get("options", {}).items():
+        print(f"  option {name:<28} {value:6.1f} updates/s")
+    print("\ncollection frames/s (random actions, resets included):")
+    for name, c in result["collect"].items():
+        print(f"  {name:<12} raw {c['raw_fps']:7.1f}  collector {c['collector_fps']:7.1f}  ratio {c['ratio']:.2f}")
+    print("\ntraining loop on PointButton1 (Lightning, UTD 10, after warm-up):")
+    for name, fps in result["train_fps"].items():
+        inside = result["train_updates_per_s"][name]
+        print(f"  {name:<12} {fps:6.2f} frames/s  ({inside:.1f} updates/s inside Lightning)")
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"cpu: {line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return "cpu"
 
 
 if __name__ == "__main__":

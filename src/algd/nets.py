@@ -46,7 +46,7 @@ class EnsembleMLP(nn.Module):
     def __init__(self, in_dim: int, out_dim: int = 1, hidden: tuple[int, ...] | list[int] = (256, 256),
                  members: int = 2, act: str = "relu"):
         super().__init__()
-        self.members = int(members)
+        self.members, self.act = int(members), act
         dims = [in_dim, *hidden]
         layers: list[nn.Module] = []
         for a, b in zip(dims[:-1], dims[1:]):
@@ -65,6 +65,26 @@ class QEnsemble(EnsembleMLP):
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return super().forward(torch.cat([obs, action], dim=-1))
+
+    # Fast path for many actions per state (the actor's energy): the first layer splits as
+    # [s, a]·W1 + b1 = (s·W1_s + b1) + a·W1_a, so the state part is computed once per state and reused.
+    def state_features(self, obs: torch.Tensor) -> torch.Tensor:
+        """State part of the first layer, bias included: [B, obs] → [E, B, H1]."""
+        first = self.net[0]
+        return torch.baddbmm(first.bias, obs.expand(self.members, *obs.shape), first.weight[:, : obs.shape[-1]])
+
+    def from_features(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Q for actions [..., B, act] (leading sample axes share the states of ``features`` [E, B, H1]):
+        → [E, ..., B, 1], equal to ``forward(obs, action)`` for every sample."""
+        first, (e, b, width) = self.net[0], features.shape
+        lead = action.shape[:-2]
+        flat = action.reshape(1, -1, action.shape[-1]).expand(e, -1, -1)
+        pre = torch.bmm(flat, first.weight[:, -action.shape[-1]:]).view(e, *lead, b, width)
+        pre = pre + features.view(e, *([1] * len(lead)), b, width)
+        out = pre.view(e, -1, width)
+        for layer in list(self.net)[1:]:
+            out = layer(out)
+        return out.view(e, *lead, b, out.shape[-1])
 
 
 def polyak_(target: nn.Module, source: nn.Module, tau: float) -> None:

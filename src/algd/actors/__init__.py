@@ -4,7 +4,9 @@
 - ``target_action(obs)`` → (a', bonus): a stochastic next action for critic targets and the value added to
   min-Q' (−α·log π for an entropy-regularised actor, 0 otherwise);
 - ``loss(obs, energy_fn)`` → (loss, metrics): the actor's whole objective, given ``energy_fn(obs, action)``
-  (per-sample energy, lower is better) built by the LightningModule from the critics, λ and the energy;
+  (per-sample energy, lower is better) built by the LightningModule from the critics, λ and the energy; ``action``
+  may carry leading sample axes ([..., B, act] at the B states ``obs``, energy [..., B, 1]), and several actions per
+  state are cheaper in one call than in several;
 - ``policy()`` → a TensorDict module (``observation`` → ``action``) for collectors and evaluation that samples,
   or acts deterministically under TorchRL's deterministic exploration type.
 """
@@ -12,7 +14,8 @@
 from __future__ import annotations
 
 import torch
-from tensordict.nn import TensorDictModule
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
 from torch import nn
 from torchrl.envs.utils import ExplorationType, exploration_type
 
@@ -30,18 +33,27 @@ class ActionScaler(nn.Module):
         return squashed * self.scale + self.bias
 
 
-class _Policy(nn.Module):
+class _Policy(TensorDictModuleBase):
+    """``observation`` → ``action`` without gradient; deterministic under TorchRL's deterministic exploration types.
+
+    Written directly on the TensorDict (not as a ``TensorDictModule``, which converts every output with
+    ``TensorDict.from_any``, an import-system lookup per call): the collector calls it once per env step."""
+
+    in_keys, out_keys = ["observation"], ["action"]
+
     def __init__(self, actor: nn.Module):
         super().__init__()
         self.actor = actor
 
-    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         deterministic = exploration_type() in (ExplorationType.DETERMINISTIC, ExplorationType.MODE,
                                                ExplorationType.MEAN)
         with torch.no_grad():
-            return self.actor.act(observation, deterministic=deterministic)
+            action = self.actor.act(tensordict.get("observation"), deterministic=deterministic)
+        tensordict.set("action", action)
+        return tensordict
 
 
-def as_policy(actor: nn.Module) -> TensorDictModule:
+def as_policy(actor: nn.Module) -> TensorDictModuleBase:
     """Wrap an actor as a TensorDict policy for TorchRL collectors and ``env.rollout``."""
-    return TensorDictModule(_Policy(actor), in_keys=["observation"], out_keys=["action"])
+    return _Policy(actor)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from algd.actors import ActionScaler, as_policy
 
@@ -171,14 +172,13 @@ class _DiffusionBase(nn.Module):
     # ---------------------------------------------------------------------------------------------------- loss
     def score_target(self, obs: torch.Tensor, x_tau: torch.Tensor, tau: torch.Tensor,
                      energy_fn: EnergyFn) -> torch.Tensor:
-        """φ*(s, x_τ, τ) of spec §4 with σ_τ of this sampler: all N perturbations in one energy call ([N·B, ...]);
-        gradients w.r.t. the perturbed latents only (critics are frozen by the caller)."""
-        obs_rep = obs.repeat(self.mc_samples, *([1] * (obs.dim() - 1)))
-
+        """φ*(s, x_τ, τ) of spec §4 with σ_τ of this sampler: all N perturbations in one energy call (actions
+        [N, B, act] at the B states); gradients w.r.t. the perturbed latents only (critics are frozen by the caller)."""
         def energy_and_grad(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             with torch.enable_grad():
                 latents = latents.detach().requires_grad_(True)
-                energy = energy_fn(obs_rep, self.scaler(torch.tanh(latents)))
+                actions = self.scaler(torch.tanh(latents)).view(self.mc_samples, *x_tau.shape)
+                energy = energy_fn(obs, actions)
                 (grad,) = torch.autograd.grad(energy.sum(), latents, create_graph=False)
             return energy.detach(), grad
 
@@ -199,7 +199,8 @@ class _DiffusionBase(nn.Module):
             squashed = torch.tanh(a0)
             energy = energy_fn(obs, self.scaler(squashed))
         energy_term = energy.mean()
-        target = self.score_target(obs, x_tau, tau, energy_fn)
+        with record_function("score_target"):
+            target = self.score_target(obs, x_tau, tau, energy_fn)
         _, phi = self.net(obs, torch.tanh(x_tau), tau)
         score_loss = (phi - target).square().mean()
         loss = self.c_energy * energy_term + self.c_score * score_loss
