@@ -186,6 +186,7 @@ BAD_INPUTS = [
     (["trainer.accelerator=tpu"], "invalid trainer.accelerator=tpu: must be one of cpu, gpu, auto"),
     (["resume=/no/such/run"], "resume=/no/such/run: no such run directory or checkpoint file"),
     (["resume={corrupt}"], "cannot read checkpoint {corrupt}/checkpoints/last.ckpt"),
+    (["env=PointButton", "resume={corrupt}"], "the run was trained with env=toy; env=PointButton would not fit"),
 ]
 if not torch.cuda.is_available():
     BAD_INPUTS.append((["trainer.accelerator=gpu"], "invalid trainer.accelerator=gpu: no CUDA device is visible"))
