@@ -183,6 +183,8 @@ BAD_INPUTS = [
     (["energy.rho=0"], "invalid energy.rho=0: must be a number > 0"),
     (["optim.lr=-0.001"], "invalid optim.lr=-0.001: must be a number > 0"),
     (["multiplier.init_lambda=-1"], "invalid multiplier config: multiplier.init_lambda must be > 0"),
+    (["collector=multi", "collector.frames_per_batch=15"],
+     "invalid collector.frames_per_batch=15: must be a multiple of collector.workers (2)"),
     (["trainer.accelerator=tpu"], "invalid trainer.accelerator=tpu: must be one of cpu, gpu, auto"),
     (["resume=/no/such/run"], "resume=/no/such/run: no such run directory or checkpoint file"),
     (["resume={corrupt}"], "cannot read checkpoint {corrupt}/checkpoints/last.ckpt"),

@@ -199,8 +199,10 @@ class RandomActor(nn.Module):
         return torch.rand(*obs.shape[:-1], self.act_dim) * 2 - 1
 
 
-def collect_fps(env_id: str, frames: int, repeats: int, frames_per_batch: int = 10) -> dict[str, float]:
-    """Raw safety-gymnasium loop vs the training Collector, same env construction (paper protocol)."""
+def collect_fps(env_id: str, frames: int, repeats: int, frames_per_batch: int = 10,
+                workers: int = 2) -> dict[str, float]:
+    """Raw safety-gymnasium loop vs the training Collector (and ``collector=multi`` with ``workers`` processes),
+    same env construction (paper protocol)."""
     from torchrl.collectors import Collector
 
     from algd.actors import as_policy
@@ -234,6 +236,21 @@ def collect_fps(env_id: str, frames: int, repeats: int, frames_per_batch: int = 
     collector.shutdown()
     env.close()
     out["ratio"] = out["collector_fps"] / out["raw_fps"]
+    if workers > 1:  # collector=multi: `workers` env processes stepping together (MultiSyncCollector)
+        from functools import partial
+
+        from torchrl.collectors import MultiSyncCollector
+
+        multi = MultiSyncCollector([partial(factory, i) for i in range(workers)], policy,
+                                   frames_per_batch=frames_per_batch * workers, total_frames=-1, cat_results="stack",
+                                   trust_policy=True, auto_register_policy_transforms=False,
+                                   num_threads=torch.get_num_threads(), num_sub_threads=1)
+        iterator = iter(multi)
+        collector_loop()
+        out["multi_fps"] = median_rate(collector_loop, frames, repeats)
+        out["multi_workers"] = workers
+        out["multi_over_single"] = out["multi_fps"] / out["collector_fps"]
+        multi.shutdown()
     return out
 
 
@@ -358,7 +375,10 @@ def report(result: dict) -> None:
         print(f"  option {name:<28} {value:6.1f} updates/s")
     print("\ncollection frames/s (random actions, resets included):")
     for name, c in result["collect"].items():
-        print(f"  {name:<12} raw {c['raw_fps']:7.1f}  collector {c['collector_fps']:7.1f}  ratio {c['ratio']:.2f}")
+        multi = (f"  multi({c['multi_workers']}) {c['multi_fps']:7.1f} ({c['multi_over_single']:.2f}× single)"
+                 if "multi_fps" in c else "")
+        print(f"  {name:<12} raw {c['raw_fps']:7.1f}  collector {c['collector_fps']:7.1f}  ratio {c['ratio']:.2f}"
+              + multi)
     print("\ntraining loop on PointButton1 (Lightning, UTD 10, after warm-up):")
     for name, fps in result["train_fps"].items():
         inside = result["train_updates_per_s"][name]

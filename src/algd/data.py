@@ -35,31 +35,32 @@ TRANSITION_KEYS = ["observation", "action", ("next", "observation"), ("next", "r
 
 
 class EpisodeTracker:
-    """Running undiscounted return, cost and length of the current episode; recent finished episodes."""
+    """Running undiscounted return, cost and length of the current episode of each env; recent finished episodes."""
 
     def __init__(self, window: int = 10):
-        self.ret = self.cost = 0.0
-        self.length = 0
+        self.running: dict[int, list] = {}  # env index → [return, cost, length] of its current episode
         self.finished: deque[tuple[float, float, int]] = deque(maxlen=window)
         self.episodes = 0
         self.new: list[tuple[float, float, int, int]] = []
 
-    def update(self, data: TensorDictBase, first_frame: int) -> None:
-        """Accumulate a batch of consecutive frames; ``first_frame`` is the frame count before the batch."""
+    def update(self, data: TensorDictBase, first_frame: int, env_ids: list[int] | None = None) -> None:
+        """Accumulate a batch of frames in collection order; ``first_frame`` is the frame count before the batch and
+        ``env_ids`` the env of each frame (all env 0 by default)."""
         rewards = data["next", "reward"].reshape(-1).tolist()
         costs = data["next", "cost"].reshape(-1).tolist()
         dones = data["next", "done"].reshape(-1).tolist()
-        for i, (r, c, d) in enumerate(zip(rewards, costs, dones)):
-            self.ret += r
-            self.cost += c
-            self.length += 1
+        env_ids = env_ids or [0] * len(rewards)
+        for i, (r, c, d, e) in enumerate(zip(rewards, costs, dones, env_ids)):
+            run = self.running.setdefault(e, [0.0, 0.0, 0])
+            run[0] += r
+            run[1] += c
+            run[2] += 1
             if d:
-                episode = (self.ret, self.cost, self.length)
+                episode = (run[0], run[1], run[2])
                 self.finished.append(episode)
                 self.new.append((*episode, first_frame + i + 1))
                 self.episodes += 1
-                self.ret = self.cost = 0.0
-                self.length = 0
+                self.running[e] = [0.0, 0.0, 0]
 
     def pop_new(self) -> list[tuple[float, float, int, int]]:
         """Episodes finished since the last call: (return, cost, length, frame at which it ended)."""
@@ -73,13 +74,11 @@ class EpisodeTracker:
         return sum(e[0] for e in self.finished) / n, sum(e[1] for e in self.finished) / n
 
     def state_dict(self) -> dict:
-        return {"ret": self.ret, "cost": self.cost, "length": self.length, "episodes": self.episodes,
-                "finished": list(self.finished), "new": list(self.new)}
+        return {"episodes": self.episodes, "finished": list(self.finished), "new": list(self.new)}
 
-    def load_state_dict(self, state: dict, restart_episode: bool = True) -> None:
-        """``restart_episode``: the env restarts the interrupted episode, so its running sums start again at 0."""
-        self.ret, self.cost, self.length = (0.0, 0.0, 0) if restart_episode else (
-            state["ret"], state["cost"], state["length"])
+    def load_state_dict(self, state: dict) -> None:
+        """A resumed env restarts its interrupted episode, so the running sums start again at 0."""
+        self.running = {}
         self.episodes = state["episodes"]
         self.finished.clear()
         self.finished.extend(tuple(e) for e in state["finished"])
@@ -110,8 +109,13 @@ class RLDataModule(L.LightningDataModule):
     """Owns the training env, the collector, the replay buffer, the frame counter and the episode statistics."""
 
     def __init__(self, env_factory: Callable[[int], EnvBase], seed: int, total_frames: int, warmup_frames: int,
-                 utd: float, batch_size: int, frames_per_batch: int = 10, buffer_capacity: int = 1_000_000):
+                 utd: float, batch_size: int, frames_per_batch: int = 10, buffer_capacity: int = 1_000_000,
+                 workers: int = 1):
         super().__init__()
+        if workers < 1 or frames_per_batch % workers:
+            raise ValueError(f"collector.frames_per_batch ({frames_per_batch}) must be a multiple of "
+                             f"collector.workers ({workers})")
+        self.workers = int(workers)
         self.env_factory, self.seed = env_factory, int(seed)
         self.total_frames, self.warmup_frames = int(total_frames), int(warmup_frames)
         self.utd, self.batch_size, self.frames_per_batch = float(utd), int(batch_size), int(frames_per_batch)
@@ -120,6 +124,7 @@ class RLDataModule(L.LightningDataModule):
         self.updates = 0
         self.episodes = EpisodeTracker()
         self.collect_seconds = 0.0
+        self.collected_cost = 0.0  # sum of ("next", "cost") over every frame counted
         self.env: EnvBase | None = None
         self.collector: Collector | None = None
         self.buffer = TensorDictReplayBuffer(storage=LazyTensorStorage(self.buffer_capacity),
@@ -159,10 +164,26 @@ class RLDataModule(L.LightningDataModule):
             # The Collector runs the policy once while it is built (to learn its outputs); a forked RNG keeps that
             # draw out of the training stream, so a collector built by a resumed run changes no random number.
             with torch.random.fork_rng(devices=[]):
-                self.collector = Collector(env, self._policy, frames_per_batch=self.frames_per_batch,
-                                           total_frames=-1, trust_policy=True,
-                                           auto_register_policy_transforms=False)
+                if self.workers == 1:
+                    self.collector = Collector(env, self._policy, frames_per_batch=self.frames_per_batch,
+                                               total_frames=-1, trust_policy=True,
+                                               auto_register_policy_transforms=False)
+                else:
+                    self.collector = self._multi_collector()
         return self.collector
+
+    def _multi_collector(self):
+        """``workers`` env processes (env i seeded ``seed + i``) stepping together; each batch is [workers, T].
+        On CPU the workers read the learner's policy parameters from shared memory, so the policy acting in a batch
+        is at most one batch (``frames_per_batch`` frames, ``utd × frames_per_batch`` updates) old."""
+        from functools import partial
+
+        from torchrl.collectors import MultiSyncCollector
+
+        return MultiSyncCollector([partial(self.env_factory, self.seed + i) for i in range(self.workers)],
+                                  self._policy, frames_per_batch=self.frames_per_batch, total_frames=-1,
+                                  cat_results="stack", trust_policy=True, auto_register_policy_transforms=False,
+                                  num_threads=torch.get_num_threads(), num_sub_threads=1)
 
     def due_updates(self) -> int:
         """Updates owed to the frames collected so far (0 until the buffer holds a full batch)."""
@@ -185,9 +206,14 @@ class RLDataModule(L.LightningDataModule):
             t0 = time.perf_counter()
             data = next(iterator)
             take = min(data.numel(), self.total_frames - self.frames)
+            env_ids = None
+            if data.ndim == 2:  # [workers, T] → frames in collection order (time-major), each with its env
+                env_ids = torch.arange(data.shape[0]).repeat(data.shape[1])[:take].tolist()
+                data = data.transpose(0, 1)
             data = data.reshape(-1)[:take]
             self.buffer.extend(data.select(*TRANSITION_KEYS))
-            self.episodes.update(data, self.frames)
+            self.episodes.update(data, self.frames, env_ids)
+            self.collected_cost += float(data["next", "cost"].sum())
             self.frames += take
             self.collect_seconds += time.perf_counter() - t0
             if self.due_updates() <= 0:
@@ -216,7 +242,8 @@ class RLDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict:
         state = {"frames": self.frames, "updates": self.updates, "episodes": self.episodes.state_dict(),
-                 "rng": rng_states(), "env_rng": episode_rng_state(self.env) if self.env is not None else None}
+                 "collected_cost": self.collected_cost,
+                 "rng": rng_states(), "env_rng": episode_rng_state(self.env) if self.env is not None and self.workers == 1 else None}
         if self._replay_in_checkpoint:
             storage = self.buffer.storage
             n = len(storage)
@@ -230,6 +257,7 @@ class RLDataModule(L.LightningDataModule):
         """Counters, episode statistics and replay buffer; the RNG states are applied by :meth:`restore_rng`
         once everything else is built (building draws random numbers)."""
         self.frames, self.updates = int(state["frames"]), int(state["updates"])
+        self.collected_cost = float(state.get("collected_cost", 0.0))
         self.episodes.load_state_dict(state["episodes"])
         replay = state.get("replay")
         if replay is None:

@@ -52,7 +52,7 @@ def episode_rng_state(env) -> dict | None:
     """The env's own RNG state just before its current episode's reset (None if the env cannot tell)."""
     base = _base(env)
     if isinstance(base, ToyHazardEnv):
-        return {"toy": base.episode_rng}
+        return {"toy": base.episode_rng} if base.episode_rng is not None else None
     raw = getattr(base, "_env", None)
     if isinstance(raw, _EpisodeRng) and raw.episode_rng is not None:
         return {"safety_gym": raw.episode_rng}

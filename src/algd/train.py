@@ -156,8 +156,10 @@ def validate(cfg) -> None:
     for key in ["seed", "warmup_frames", "eval_every_frames", "eval_episodes", "checkpoint_every_frames"]:
         integer(key, 0)
     for key in ["total_frames", "batch_size", "log_every_frames", "ensemble", "polyak_every", "buffer_capacity",
-                "collector.frames_per_batch", "env.max_episode_steps"]:
+                "collector.frames_per_batch", "collector.workers", "env.max_episode_steps"]:
         integer(key, 1)
+    _check(cfg.collector.frames_per_batch % cfg.collector.workers == 0, "collector.frames_per_batch",
+           cfg.collector.frames_per_batch, f"a multiple of collector.workers ({cfg.collector.workers})")
     _check(cfg.warmup_frames < cfg.total_frames, "warmup_frames", cfg.warmup_frames,
            f"< total_frames ({cfg.total_frames}), or no update would ever run")
     _check(cfg.batch_size <= cfg.warmup_frames, "batch_size", cfg.batch_size,
@@ -293,7 +295,7 @@ def run(cfg) -> dict[str, float]:
 
     dm = RLDataModule(factory, seed=int(cfg.seed), total_frames=int(cfg.total_frames),
                       warmup_frames=int(cfg.warmup_frames), utd=float(cfg.utd), batch_size=int(cfg.batch_size),
-                      frames_per_batch=int(cfg.collector.frames_per_batch),
+                      frames_per_batch=int(cfg.collector.frames_per_batch), workers=int(cfg.collector.workers),
                       buffer_capacity=int(cfg.buffer_capacity))
     try:
         model = SafeActorCritic(
