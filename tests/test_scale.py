@@ -1,4 +1,4 @@
-"""Scaling out (issue 7, first part): multi-process collection through TorchRL's MultiSyncCollector."""
+"""Scaling out: multi-process collection (TorchRL MultiSyncCollector) and parallel sweeps through Hydra launchers."""
 
 from conftest import run_dirs, run_train
 from test_end_to_end import load_ckpt, scalars
@@ -23,3 +23,34 @@ def test_multi_collector_counts_frames_and_costs_once(tmp_path):
     assert [e.value for e in tags["train/episode_length"]] == [50.0] * 6
     assert abs(sum(e.value for e in tags["train/episode_cost"]) - replay_cost) < 1e-6
     assert [e.step for e in tags["eval/return"]] == [300]
+
+
+def _sweep_jobs(tmp_path):
+    import json
+
+    return sorted((json.loads(f.read_text()) for f in tmp_path.rglob("status.json")), key=lambda r: r["job"])
+
+
+TOY_JOB = ["env=toy", "seed=0,1", "total_frames=200", "warmup_frames=100", "batch_size=32", "utd=1",
+           "eval_every_frames=200", "eval_episodes=1", "log_every_frames=100"]
+
+
+def test_joblib_sweep_runs_jobs_in_parallel_processes(tmp_path):
+    proc = run_train("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TOY_JOB, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 of 2 jobs completed, 0 failed" in proc.stdout
+    a, b = _sweep_jobs(tmp_path)
+    assert a["status"] == b["status"] == "completed" and a["pid"] != b["pid"]
+    assert max(a["started"], b["started"]) < min(a["ended"], b["ended"])  # their run times overlap
+    for run_dir in run_dirs(tmp_path):
+        assert [e.step for e in scalars(run_dir)["eval/return"]] == [200]
+
+
+def test_submitit_local_sweep_completes(tmp_path):
+    proc = run_train("-m", "hydra/launcher=submitit_local", *TOY_JOB, "trainer.threads=1", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 of 2 jobs completed, 0 failed" in proc.stdout
+    assert [r["status"] for r in _sweep_jobs(tmp_path)] == ["completed", "completed"]
+    dirs = run_dirs(tmp_path)
+    assert len(dirs) == 2 and all([e.step for e in scalars(d)["eval/return"]] == [200] for d in dirs)
+    assert all(load_ckpt(d / "checkpoints" / "last.ckpt")["RLDataModule"]["frames"] == 200 for d in dirs)

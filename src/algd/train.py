@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 from algd.errors import AlgdError, CheckpointError, ConfigError, TrainingStopped
@@ -359,7 +360,7 @@ def _write_status(out_dir: Path, status: str, **fields) -> None:
 
     hc = HydraConfig.get()
     record = {"status": status, "job": hc.job.num if _is_multirun() else None,
-              "overrides": list(hc.overrides.task), **fields}
+              "overrides": list(hc.overrides.task), "pid": os.getpid(), "ended": time.time(), **fields}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "status.json").write_text(json.dumps(record, indent=1))
 
@@ -370,11 +371,12 @@ def task(cfg) -> None:
     import traceback
 
     out_dir = Path(cfg.paths.output_dir)
+    started = time.time()
     try:
         final = run(cfg)
     except AlgdError as err:
         code = err.code
-        _write_status(out_dir, "failed", error=str(err), exit_code=code)
+        _write_status(out_dir, "failed", started=started, error=str(err), exit_code=code)
         if _is_multirun():
             print(f"[algd] job failed ({out_dir.name}): {err}", file=sys.stderr)
             return
@@ -382,14 +384,14 @@ def task(cfg) -> None:
         raise SystemExit(code) from None
     except Exception as err:  # noqa: BLE001
         (out_dir / "error.log").write_text(traceback.format_exc())
-        _write_status(out_dir, "failed", error=f"{type(err).__name__}: {err}", exit_code=1)
+        _write_status(out_dir, "failed", started=started, error=f"{type(err).__name__}: {err}", exit_code=1)
         if not _is_multirun():
             raise
         traceback.print_exc()
         print(f"[algd] job failed ({out_dir.name}): {type(err).__name__}: {err}; traceback in "
               f"{out_dir / 'error.log'}", file=sys.stderr)
         return
-    _write_status(out_dir, "completed", final={k: float(v) for k, v in final.items()})
+    _write_status(out_dir, "completed", started=started, final={k: float(v) for k, v in final.items()})
 
 
 _SWEEP = {"failed": 0}
