@@ -16,6 +16,7 @@ Each timing is repeated and the median reported. Writes ``logs/bench/bench.json`
 from __future__ import annotations
 
 import argparse
+import gc
 import contextlib
 import io
 import os
@@ -251,6 +252,10 @@ def collect_fps(env_id: str, frames: int, repeats: int, frames_per_batch: int = 
         out["multi_workers"] = workers
         out["multi_over_single"] = out["multi_fps"] / out["collector_fps"]
         multi.shutdown()
+        # TorchRL's weight-sync objects shut down in __del__; left to interpreter exit they deadlock on a queue
+        # thread, so they are collected here.
+        del multi, iterator
+        gc.collect()
     return out
 
 
