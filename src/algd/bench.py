@@ -204,9 +204,8 @@ def collect_fps(env_id: str, frames: int, repeats: int, frames_per_batch: int = 
                 workers: int = 2) -> dict[str, float]:
     """Raw safety-gymnasium loop vs the training Collector (and ``collector=multi`` with ``workers`` processes),
     same env construction (paper protocol)."""
-    from torchrl.collectors import Collector
-
     from algd.actors import as_policy
+    from algd.data import make_collector
     from algd.envs import SafetyGymFactory
 
     factory = SafetyGymFactory(name=env_id, id=env_id, max_episode_steps=400, cost_limit=10, fixed_layout=True)
@@ -221,8 +220,7 @@ def collect_fps(env_id: str, frames: int, repeats: int, frames_per_batch: int = 
                 raw.reset()
 
     policy = as_policy(RandomActor(env.action_spec.shape[-1]))
-    collector = Collector(env, policy, frames_per_batch=frames_per_batch, total_frames=-1, trust_policy=True,
-                          auto_register_policy_transforms=False)
+    collector = make_collector(env, policy, frames_per_batch)
     iterator = iter(collector)
 
     def collector_loop():
@@ -240,12 +238,7 @@ def collect_fps(env_id: str, frames: int, repeats: int, frames_per_batch: int = 
     if workers > 1:  # collector=multi: `workers` env processes stepping together (MultiSyncCollector)
         from functools import partial
 
-        from torchrl.collectors import MultiSyncCollector
-
-        multi = MultiSyncCollector([partial(factory, i) for i in range(workers)], policy,
-                                   frames_per_batch=frames_per_batch * workers, total_frames=-1, cat_results="stack",
-                                   trust_policy=True, auto_register_policy_transforms=False,
-                                   num_threads=torch.get_num_threads(), num_sub_threads=1)
+        multi = make_collector([partial(factory, i) for i in range(workers)], policy, frames_per_batch * workers)
         iterator = iter(multi)
         collector_loop()
         out["multi_fps"] = median_rate(collector_loop, frames, repeats)

@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 from torchrl.data.replay_buffers.samplers import RandomSampler
 from torchrl.envs import EnvBase
 
-from algd.envs import episode_rng_state, restore_episode_rng
+from algd.envs import episode_rng_state, mt19937_from_dict, mt19937_to_dict, restore_episode_rng
 
 TRANSITION_KEYS = ["observation", "action", ("next", "observation"), ("next", "reward"), ("next", "cost"),
                    ("next", "terminated"), ("next", "done")]
@@ -87,10 +88,8 @@ class EpisodeTracker:
 
 def rng_states() -> dict:
     """Global RNG states (torch CPU and CUDA, numpy, Python) in a form ``torch.load(weights_only=True)`` accepts."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
-                       "cached": float(cached)}}
+             "numpy": mt19937_to_dict(np.random.get_state())}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -99,10 +98,24 @@ def rng_states() -> dict:
 def set_rng_states(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    np.random.set_state(mt19937_from_dict(state["numpy"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def make_collector(envs, policy, frames_per_batch: int):
+    """The training collector: a TorchRL ``Collector`` over one env, or, given a list of env constructors, a
+    ``MultiSyncCollector`` stepping one env process per constructor together (each batch is [workers, T]). On CPU
+    the workers read the policy parameters from shared memory, so the policy acting in a batch is at most one
+    batch (``frames_per_batch`` frames) old."""
+    common = dict(frames_per_batch=frames_per_batch, total_frames=-1, trust_policy=True,
+                  auto_register_policy_transforms=False)
+    if isinstance(envs, EnvBase):
+        return Collector(envs, policy, **common)
+    from torchrl.collectors import MultiSyncCollector
+
+    return MultiSyncCollector(list(envs), policy, cat_results="stack", num_threads=torch.get_num_threads(),
+                              num_sub_threads=1, **common)
 
 
 class RLDataModule(L.LightningDataModule):
@@ -164,26 +177,10 @@ class RLDataModule(L.LightningDataModule):
             # The Collector runs the policy once while it is built (to learn its outputs); a forked RNG keeps that
             # draw out of the training stream, so a collector built by a resumed run changes no random number.
             with torch.random.fork_rng(devices=[]):
-                if self.workers == 1:
-                    self.collector = Collector(env, self._policy, frames_per_batch=self.frames_per_batch,
-                                               total_frames=-1, trust_policy=True,
-                                               auto_register_policy_transforms=False)
-                else:
-                    self.collector = self._multi_collector()
+                envs = env if self.workers == 1 else [partial(self.env_factory, self.seed + i)
+                                                      for i in range(self.workers)]
+                self.collector = make_collector(envs, self._policy, self.frames_per_batch)
         return self.collector
-
-    def _multi_collector(self):
-        """``workers`` env processes (env i seeded ``seed + i``) stepping together; each batch is [workers, T].
-        On CPU the workers read the learner's policy parameters from shared memory, so the policy acting in a batch
-        is at most one batch (``frames_per_batch`` frames, ``utd × frames_per_batch`` updates) old."""
-        from functools import partial
-
-        from torchrl.collectors import MultiSyncCollector
-
-        return MultiSyncCollector([partial(self.env_factory, self.seed + i) for i in range(self.workers)],
-                                  self._policy, frames_per_batch=self.frames_per_batch, total_frames=-1,
-                                  cat_results="stack", trust_policy=True, auto_register_policy_transforms=False,
-                                  num_threads=torch.get_num_threads(), num_sub_threads=1)
 
     def due_updates(self) -> int:
         """Updates owed to the frames collected so far (0 until the buffer holds a full batch)."""
@@ -241,9 +238,9 @@ class RLDataModule(L.LightningDataModule):
             self._replay_in_checkpoint = False
 
     def state_dict(self) -> dict:
+        env_rng = episode_rng_state(self.env) if self.env is not None and self.workers == 1 else None
         state = {"frames": self.frames, "updates": self.updates, "episodes": self.episodes.state_dict(),
-                 "collected_cost": self.collected_cost,
-                 "rng": rng_states(), "env_rng": episode_rng_state(self.env) if self.env is not None and self.workers == 1 else None}
+                 "collected_cost": self.collected_cost, "rng": rng_states(), "env_rng": env_rng}
         if self._replay_in_checkpoint:
             storage = self.buffer.storage
             n = len(storage)

@@ -44,6 +44,17 @@ class EnvInfo:
 # boundary, to continue exactly as an uninterrupted run would), each env records the state of its own RNG just
 # before its latest reset; a checkpoint stores that snapshot and a resume restores it before the first reset.
 
+def mt19937_to_dict(state: tuple) -> dict:
+    """A numpy MT19937 state tuple in a form ``torch.load(weights_only=True)`` accepts."""
+    _, keys, pos, has_gauss, cached = state
+    return {"keys": torch.from_numpy(keys.astype("int64")), "pos": int(pos), "has_gauss": int(has_gauss),
+            "cached": float(cached)}
+
+
+def mt19937_from_dict(state: dict) -> tuple:
+    return "MT19937", state["keys"].numpy().astype("uint32"), state["pos"], state["has_gauss"], state["cached"]
+
+
 def _base(env):
     return getattr(env, "base_env", env)
 
@@ -127,14 +138,11 @@ class _EpisodeRng(gymnasium.Wrapper):
         return self.env.unwrapped.task.random_generator.random_generator
 
     def reset(self, **kwargs):
-        name, keys, pos, has_gauss, cached = self._task_rng().get_state()
-        self.episode_rng = {"keys": torch.from_numpy(keys.astype("int64")), "pos": int(pos),
-                            "has_gauss": int(has_gauss), "cached": float(cached)}
+        self.episode_rng = mt19937_to_dict(self._task_rng().get_state())
         return self.env.reset(**kwargs)
 
     def set_rng(self, state: dict) -> None:
-        keys = state["keys"].numpy().astype("uint32")
-        self._task_rng().set_state(("MT19937", keys, state["pos"], state["has_gauss"], state["cached"]))
+        self._task_rng().set_state(mt19937_from_dict(state))
 
 
 class ToyHazardEnv(EnvBase):

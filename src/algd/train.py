@@ -181,9 +181,8 @@ def validate(cfg) -> None:
         integer("actor.steps", low, f"an integer >= {low} (K, the number of denoising steps)")
     if "mc_samples" in actor:
         integer("actor.mc_samples", 1, "an integer >= 1 (N, Monte-Carlo samples for the score target)")
-    for key in ["beta_temperature"]:
-        if key in actor:
-            number(f"actor.{key}", 0, low_open=True)
+    if "beta_temperature" in actor:
+        number("actor.beta_temperature", 0, low_open=True)
     for key in ["guidance_weight", "c_energy", "c_score"]:
         if key in actor:
             number(f"actor.{key}", 0)
