@@ -10,7 +10,7 @@ LOGDIR  ?= logs
 PYTEST_ARGS ?=
 STAMP   := $(VENV)/.installed
 
-.PHONY: help install train test test-slow tensorboard clean bench
+.PHONY: help install train test test-slow test-gpu tensorboard clean bench
 
 help: ## Show this help
 	@echo "algd — Augmented Lagrangian-Guided Diffusion for safe RL"
@@ -39,10 +39,13 @@ train: $(STAMP) ## Train: make train ENV=<task> ARGS="<hydra overrides>"; contin
 	@$(PY) -m algd.train $(ENV_ARG) $(ARGS)
 
 test: $(STAMP) ## Run the test suite (unit, config, end-to-end incl. real Safety-Gymnasium); < 10 min on 2 cores
-	@$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	@$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
 
 test-slow: $(STAMP) ## Run only the long tests (marked slow)
 	@$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+test-gpu: $(STAMP) ## Run the GPU tests (marked gpu: trainer=gpu training, resume, replay on the device); needs CUDA
+	@$(PY) -m pytest -m gpu $(PYTEST_ARGS)
 
 tensorboard: $(STAMP) ## Serve TensorBoard over all runs in logs/ (LOGDIR=... to choose)
 	@$(VENV)/bin/tensorboard --logdir $(LOGDIR) --bind_all

@@ -54,3 +54,51 @@ def test_submitit_local_sweep_completes(tmp_path):
     dirs = run_dirs(tmp_path)
     assert len(dirs) == 2 and all([e.step for e in scalars(d)["eval/return"]] == [200] for d in dirs)
     assert all(load_ckpt(d / "checkpoints" / "last.ckpt")["RLDataModule"]["frames"] == 200 for d in dirs)
+
+
+def test_async_collector_overlaps_and_counts_frames_once(tmp_path):
+    """collector=async (MultiAsyncCollector, 2 env processes collecting while the learner trains): the frame budget is
+    met exactly, every counted frame is in the replay buffer once, and episodes are assembled per trajectory although
+    batches of the two envs interleave (every finished episode has the toy env's 50 steps)."""
+    proc = run_train("env=toy", "collector=async", "collector.workers=2", "collector.frames_per_batch=10",
+                     "total_frames=300", "warmup_frames=100", "batch_size=32", "utd=1", "eval_every_frames=300",
+                     "eval_episodes=1", "log_every_frames=100", "trainer.threads=1", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[algd] done: 300 frames, 200 updates" in proc.stdout
+    (run_dir,) = run_dirs(tmp_path)
+    dm = load_ckpt(run_dir / "checkpoints" / "last.ckpt")["RLDataModule"]
+    replay = dm["replay"]
+    assert dm["frames"] == replay["size"] == 300
+    replay_cost = float(replay["data"]["next"]["cost"].sum())
+    assert abs(dm["collected_cost"] - replay_cost) < 1e-6
+    lengths = [e.value for e in scalars(run_dir)["train/episode_length"]]
+    # at most 49 unfinished frames per worker: at least 300 - 98 frames sit in finished episodes, so >= 5 of them
+    assert len(lengths) >= 5 and set(lengths) == {50.0}
+    assert sum(e.value for e in scalars(run_dir)["train/episode_cost"]) <= replay_cost + 1e-6
+
+
+def test_acting_copy_is_refreshed_every_sync_every_frames():
+    """The collector acts with a CPU copy of the actor, refreshed every ``collector.sync_every_frames`` frames (here
+    every 3rd collection of 10 frames), never in between."""
+    import torch
+
+    from algd.actors.gaussian import GaussianActor
+    from algd.data import RLDataModule
+    from algd.envs import ToyFactory
+
+    dm = RLDataModule(ToyFactory(), seed=0, total_frames=100, warmup_frames=50, utd=1, batch_size=8,
+                      frames_per_batch=10, sync_every_frames=30)
+    actor = GaussianActor(obs_dim=6, act_dim=2, action_low=-torch.ones(2), action_high=torch.ones(2))
+    dm.set_policy(actor)
+    synced = []  # (frame count, acting copy == actor) seen after each collection
+    try:
+        for _ in dm.batches():
+            same = all(torch.equal(a, b) for a, b in zip(actor.parameters(), dm._acting.parameters()))
+            if not synced or synced[-1][0] != dm.frames:
+                synced.append((dm.frames, same))
+            with torch.no_grad():  # a stand-in for the learner's update
+                next(actor.parameters()).add_(0.01)
+    finally:
+        dm.close()
+    assert dm.syncs == 4  # before the collections starting at frames 0, 30, 60, 90
+    assert [f for f, same in synced if same] == [10, 40, 70, 100]

@@ -35,23 +35,30 @@ from torch import nn
 OBS, ACT, BATCH = 76, 2, 256  # PointButton1 sizes
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def median_rate(fn, count: int, repeats: int) -> float:
     rates = []
     for _ in range(repeats):
+        _sync()
         t0 = time.perf_counter()
         fn()
+        _sync()
         rates.append(count / (time.perf_counter() - t0))
     return statistics.median(rates)
 
 
-def _batch(batch: int = BATCH) -> TensorDict:
+def _batch(batch: int = BATCH, device="cpu") -> TensorDict:
     return TensorDict({"observation": torch.randn(batch, OBS), "action": torch.rand(batch, ACT) * 2 - 1,
                        "next": {"observation": torch.randn(batch, OBS), "reward": torch.randn(batch, 1),
                                 "cost": torch.rand(batch), "terminated": torch.zeros(batch, 1, dtype=torch.bool),
-                                "done": torch.zeros(batch, 1, dtype=torch.bool)}}, [batch])
+                                "done": torch.zeros(batch, 1, dtype=torch.bool)}}, [batch]).to(device)
 
 
-def build_learner(actor: str):
+def build_learner(actor: str, device="cpu", obs_dim: int = OBS, act_dim: int = ACT):
     """The learner with default settings at PointButton1 sizes, usable outside a Trainer."""
     from algd.actors.diffusion import DiffusionActor, DiffusionVEActor
     from algd.actors.gaussian import GaussianActor
@@ -60,18 +67,18 @@ def build_learner(actor: str):
     from algd.multipliers import LogAdamMultiplier
 
     actors = {"gaussian": GaussianActor, "diffusion": DiffusionActor, "diffusion_ve": DiffusionVEActor}
-    model = SafeActorCritic(OBS, ACT, -torch.ones(ACT), torch.ones(ACT), h=2.455, cost_done_mask=False,
+    model = SafeActorCritic(obs_dim, act_dim, -torch.ones(act_dim), torch.ones(act_dim), h=2.455, cost_done_mask=False,
                             actor=partial(actors[actor]), energy=AugmentedLagrangianEnergy(),
-                            multiplier=LogAdamMultiplier(), optim=partial(torch.optim.Adam, lr=3e-4))
+                            multiplier=LogAdamMultiplier(), optim=partial(torch.optim.Adam, lr=3e-4)).to(device)
     opts = model.configure_optimizers()
     model.optimizers = lambda: opts  # outside a Trainer: plain optimisers
     return model
 
 
-def learner_updates_per_s(actor: str, updates: int, repeats: int, wrap=None) -> float:
+def learner_updates_per_s(actor: str, updates: int, repeats: int, wrap=None, device="cpu") -> float:
     """Median updates/s; ``wrap(model)`` may return a context manager to run the updates in (e.g. autocast)."""
-    model = build_learner(actor)
-    batch = _batch()
+    model = build_learner(actor, device)
+    batch = _batch(device=device)
     ctx = wrap(model) if wrap else contextlib.nullcontext
     with ctx():
         for _ in range(3):
@@ -124,16 +131,17 @@ def peak_matmul_gflops(n: int = 2048, dtype=torch.float32, repeats: int = 5) -> 
     return median_rate(lambda: a @ b, 2 * n**3, repeats) / 1e9
 
 
-def minimal_sac_update():
+def minimal_sac_update(device="cpu"):
     """Plain eager SAC: two separate Q MLPs, a Gaussian actor, fixed α; nothing fused."""
     def mlp(i, o):
-        return nn.Sequential(nn.Linear(i, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, o))
+        return nn.Sequential(nn.Linear(i, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
+                             nn.Linear(256, o)).to(device)
     q1, q2, actor = mlp(OBS + ACT, 1), mlp(OBS + ACT, 1), mlp(OBS, 2 * ACT)
     t1, t2 = mlp(OBS + ACT, 1), mlp(OBS + ACT, 1)
     t1.load_state_dict(q1.state_dict()), t2.load_state_dict(q2.state_dict())
     q_opt = torch.optim.Adam([*q1.parameters(), *q2.parameters()], lr=3e-4)
     a_opt = torch.optim.Adam(actor.parameters(), lr=3e-4)
-    b = _batch()
+    b = _batch(device=device)
     obs, act, nobs, rew = b["observation"], b["action"], b["next", "observation"], b["next", "reward"]
 
     def sample(o):
@@ -168,8 +176,8 @@ def minimal_sac_update():
     return update
 
 
-def minimal_sac_updates_per_s(updates: int, repeats: int) -> float:
-    update = minimal_sac_update()
+def minimal_sac_updates_per_s(updates: int, repeats: int, device="cpu") -> float:
+    update = minimal_sac_update(device)
     for _ in range(3):
         update()
 
@@ -252,18 +260,20 @@ def collect_fps(env_id: str, frames: int, repeats: int, frames_per_batch: int = 
     return out
 
 
-def train_fps(actor: str, warmup: int = 300, learn_frames: int = 40, utd: float = 10.0) -> dict[str, float]:
+def train_fps(actor: str, warmup: int = 300, learn_frames: int = 40, utd: float = 10.0, env: str = "PointButton1",
+              device: str = "cpu") -> dict[str, float]:
     """Frames/s and updates/s of the real training loop (DataModule, Lightning Trainer, UTD 10) on PointButton1
-    (paper protocol), timed from the first learning frame to the end; no logger, evaluation or checkpoints."""
+    (paper protocol) or the toy env, learner and replay on ``device``, timed from the first learning frame to the
+    end; no logger, evaluation or checkpoints."""
     import lightning as L
 
     from algd.data import RLDataModule
-    from algd.envs import SafetyGymFactory, per_step_cost_target
+    from algd.envs import SafetyGymFactory, ToyFactory, per_step_cost_target
 
-    factory = SafetyGymFactory(name="PointButton1", id="SafetyPointButton1-v0", max_episode_steps=400,
-                               cost_limit=10, fixed_layout=True)
+    factory = ToyFactory() if env == "toy" else SafetyGymFactory(
+        name="PointButton1", id="SafetyPointButton1-v0", max_episode_steps=400, cost_limit=10, fixed_layout=True)
     dm = RLDataModule(factory, seed=0, total_frames=warmup + learn_frames, warmup_frames=warmup, utd=utd,
-                      batch_size=BATCH, frames_per_batch=10)
+                      batch_size=BATCH, frames_per_batch=10, device=device)
     marks: dict[str, tuple[float, int, int]] = {}
 
     class Timer(L.Callback):
@@ -279,14 +289,13 @@ def train_fps(actor: str, warmup: int = 300, learn_frames: int = 40, utd: float 
     try:
         for logger in quiet:  # Lightning's and TorchRL's one-off notices
             logger.setLevel(logging.WARNING)
-        model = build_learner(actor)
         specs = dm.specs()
-        assert specs["obs_dim"] == OBS and specs["act_dim"] == ACT
+        model = build_learner(actor, obs_dim=specs["obs_dim"], act_dim=specs["act_dim"])
         model.h = per_step_cost_target(10, 0.99, 400)
-        dm.set_policy(model.actor.policy())
+        dm.set_policy(model.actor)
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, max_steps=-1, logger=False,
+            trainer = L.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, max_epochs=1, max_steps=-1, logger=False,
                                 callbacks=[Timer()], enable_checkpointing=False, enable_progress_bar=False,
                                 enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10**9)
             trainer.fit(model, datamodule=dm)
@@ -316,9 +325,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--options", action="store_true",
                         help="also time CPU bf16 autocast and torch.compile of the critics (off: slower here)")
-    parser.add_argument("--out", default="logs/bench/bench.json")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: learner updates/s on the GPU beside the same on this machine's CPU, and the "
+                             "training loop (toy env) with trainer=gpu vs cpu; writes logs/bench/bench_cuda.json")
+    parser.add_argument("--out", default=None, help="default: logs/bench/bench.json (bench_cuda.json with --device cuda)")
     args = parser.parse_args()
     from algd.perf import keep_heap
+
+    if args.device == "cuda":
+        return gpu_main(args)
 
     result = {"device": device_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
               "batch_size": BATCH, "obs_dim": OBS, "act_dim": ACT, "keep_heap": keep_heap()}
@@ -351,10 +366,43 @@ def main() -> None:
     result["train_fps"] = {name: loop["fps"] for name, loop in loops.items()}
     result["train_updates_per_s"] = {name: loop["updates_per_s"] for name, loop in loops.items()}
     report(result)
-    out = Path(args.out)
+    _write(result, args.out or "logs/bench/bench.json")
+
+
+def _write(result: dict, path: str) -> None:
+    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"\n[bench] wrote {out}")
+
+
+def gpu_main(args) -> None:
+    """The learner on CUDA vs this machine's CPU, in one run (batch 256, PointButton1 sizes)."""
+    if not torch.cuda.is_available():
+        raise SystemExit(f"error: --device cuda: no CUDA device is visible to torch {torch.__version__}")
+    from algd.perf import keep_heap
+
+    cpu = device_name_cpu()
+    result = {"device": torch.cuda.get_device_name(), "cpu": cpu, "threads": torch.get_num_threads(),
+              "torch": torch.__version__, "batch_size": BATCH, "obs_dim": OBS, "act_dim": ACT, "keep_heap": keep_heap()}
+    print(f"[bench] {result['device']} vs {cpu} ({result['threads']} threads) ...", flush=True)
+    ups = result["updates_per_s"] = {"cuda": {}, "cpu": {}}
+    for device in ["cuda", "cpu"]:
+        for name in ["diffusion", "diffusion_ve", "gaussian", "minimal_sac"]:
+            ups[device][name] = (minimal_sac_updates_per_s(args.updates, args.repeats, device) if name == "minimal_sac"
+                                 else learner_updates_per_s(name, args.updates, args.repeats, device=device))
+            print(f"  {device:<5} {name:<13} {ups[device][name]:8.1f} updates/s", flush=True)
+    print("[bench] training loop on the toy env (UTD 10, trainer=gpu vs cpu) ...", flush=True)
+    result["train_toy"] = {f"{name}_{device}": train_fps(name, env="toy", device=device, learn_frames=100)
+                           for name in ["diffusion", "gaussian"] for device in ["cuda", "cpu"]}
+    print(f"\nlearner (batch 256, obs 76, act 2)   cuda updates/s   cpu updates/s   cuda/cpu   minimal_sac/x (cuda)")
+    for name in ups["cuda"]:
+        g, c = ups["cuda"][name], ups["cpu"][name]
+        print(f"  {name:<34} {g:12.1f}   {c:13.1f}   {g / c:8.2f}   {ups['cuda']['minimal_sac'] / g:8.2f}")
+    print("\ntraining loop, toy env, UTD 10:")
+    for key, loop in result["train_toy"].items():
+        print(f"  {key:<16} {loop['fps']:7.2f} frames/s  {loop['updates_per_s']:7.1f} updates/s")
+    _write(result, args.out or "logs/bench/bench_cuda.json")
 
 
 def report(result: dict) -> None:
@@ -386,6 +434,10 @@ def report(result: dict) -> None:
 def device_name() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
+    return device_name_cpu()
+
+
+def device_name_cpu() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -12,6 +12,7 @@ import torch
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from tqdm.auto import tqdm
 
+from algd.actors import acting_copy, load_weights_
 from algd.envs import EnvInfo, reseed
 from algd.errors import CheckpointError
 
@@ -114,6 +115,7 @@ class Evaluator(_EveryFrames):
         super().__init__(every_frames)
         self.env_factory, self.info, self.seed, self.episodes = env_factory, info, int(seed), int(episodes)
         self.env = None
+        self.actor = None  # a CPU copy of the learner's actor, refreshed before each evaluation
         self.last: dict[str, float] = {}
 
     def fire(self, trainer, pl_module, frames):
@@ -121,16 +123,14 @@ class Evaluator(_EveryFrames):
             return
         if self.env is None:
             self.env = self.env_factory(self.seed + 10_000)
-        was_training = pl_module.training
-        pl_module.eval()
-        devices = [pl_module.device] if pl_module.device.type == "cuda" else []
-        try:
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(self.seed + 10_000)
-                reseed(self.env, self.seed + 10_000)
-                self.last = evaluate(pl_module.actor.policy(), self.env, self.episodes, self.info.episode_length)
-        finally:
-            pl_module.train(was_training)
+        if self.actor is None:
+            self.actor = acting_copy(pl_module.actor).eval()
+        else:
+            load_weights_(self.actor, pl_module.actor)
+        with torch.random.fork_rng(devices=[]):  # the copy acts on CPU
+            torch.manual_seed(self.seed + 10_000)
+            reseed(self.env, self.seed + 10_000)
+            self.last = evaluate(self.actor.policy(), self.env, self.episodes, self.info.episode_length)
         log_scalars(trainer, self.last, frames)
         tqdm.write(f"[eval] frames {frames}: return {self.last['eval/return']:.2f} ± {self.last['eval/return_std']:.2f}"
                    f"  cost {self.last['eval/cost']:.2f} ± {self.last['eval/cost_std']:.2f}"

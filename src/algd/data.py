@@ -4,6 +4,11 @@ Its train loader is a lazy generator: collect ``frames_per_batch`` frames → ex
 ``utd × (learning frames)`` freshly sampled batches, until ``total_frames`` environment frames (warm-up included).
 When no update is due (warm-up) it yields ``None`` once per collection so frame-keyed callbacks keep running.
 
+The collector acts with its own CPU copy of the actor (``algd.actors.acting_copy``), refreshed from the learner's
+actor every ``sync_every_frames`` frames (default: before every collection). The learner may therefore live on a GPU
+while the envs stay on CPU; the replay storage lives on the learner's device (``device``), so sampled batches need
+no host-to-device copy.
+
 Checkpoints (``state_dict``) hold the counters, the episode statistics, the RNG states (torch, numpy, Python, and
 the env's own RNG as of its latest reset) and, when asked (``replay_in_checkpoint``), the replay buffer contents.
 Restored between two updates, a run continues exactly as the uninterrupted one; an episode interrupted mid-way is
@@ -29,6 +34,7 @@ from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 from torchrl.data.replay_buffers.samplers import RandomSampler
 from torchrl.envs import EnvBase
 
+from algd.actors import acting_copy, load_weights_
 from algd.envs import episode_rng_state, mt19937_from_dict, mt19937_to_dict, restore_episode_rng
 
 TRANSITION_KEYS = ["observation", "action", ("next", "observation"), ("next", "reward"), ("next", "cost"),
@@ -39,19 +45,21 @@ class EpisodeTracker:
     """Running undiscounted return, cost and length of the current episode of each env; recent finished episodes."""
 
     def __init__(self, window: int = 10):
-        self.running: dict[int, list] = {}  # env index → [return, cost, length] of its current episode
+        self.running: dict[int, list] = {}  # trajectory id → [return, cost, length] of an unfinished episode
         self.finished: deque[tuple[float, float, int]] = deque(maxlen=window)
         self.episodes = 0
         self.new: list[tuple[float, float, int, int]] = []
 
-    def update(self, data: TensorDictBase, first_frame: int, env_ids: list[int] | None = None) -> None:
-        """Accumulate a batch of frames in collection order; ``first_frame`` is the frame count before the batch and
-        ``env_ids`` the env of each frame (all env 0 by default)."""
+    def update(self, data: TensorDictBase, first_frame: int) -> None:
+        """Accumulate a batch of frames in counting order; ``first_frame`` is the frame count before the batch. Frames
+        are grouped into episodes by TorchRL's trajectory ids (unique across collector workers), so frames of several
+        envs may interleave."""
         rewards = data["next", "reward"].reshape(-1).tolist()
         costs = data["next", "cost"].reshape(-1).tolist()
         dones = data["next", "done"].reshape(-1).tolist()
-        env_ids = env_ids or [0] * len(rewards)
-        for i, (r, c, d, e) in enumerate(zip(rewards, costs, dones, env_ids)):
+        ids = data.get(("collector", "traj_ids"), None)
+        ids = ids.reshape(-1).tolist() if ids is not None else [0] * len(rewards)
+        for i, (r, c, d, e) in enumerate(zip(rewards, costs, dones, ids)):
             run = self.running.setdefault(e, [0.0, 0.0, 0])
             run[0] += r
             run[1] += c
@@ -61,7 +69,7 @@ class EpisodeTracker:
                 self.finished.append(episode)
                 self.new.append((*episode, first_frame + i + 1))
                 self.episodes += 1
-                self.running[e] = [0.0, 0.0, 0]
+                del self.running[e]
 
     def pop_new(self) -> list[tuple[float, float, int, int]]:
         """Episodes finished since the last call: (return, cost, length, frame at which it ended)."""
@@ -103,19 +111,25 @@ def set_rng_states(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def make_collector(envs, policy, frames_per_batch: int):
-    """The training collector: a TorchRL ``Collector`` over one env, or, given a list of env constructors, a
-    ``MultiSyncCollector`` stepping one env process per constructor together (each batch is [workers, T]). On CPU
-    the workers read the policy parameters from shared memory, so the policy acting in a batch is at most one
-    batch (``frames_per_batch`` frames) old."""
+COLLECTORS = ("single", "multi", "async")
+
+
+def make_collector(envs, policy, frames_per_batch: int, overlap: bool = False):
+    """The training collector: a TorchRL ``Collector`` over one env, or, given a list of env constructors, one env
+    process per constructor: ``MultiSyncCollector`` (the processes step together, each batch is [workers, T] with
+    ``frames_per_batch`` frames in all) or, with ``overlap``, ``MultiAsyncCollector`` (each process collects its
+    next ``frames_per_batch`` frames while the learner trains; a batch comes from whichever process is ready). The
+    workers read the (CPU) policy parameters from shared memory: an in-place update of them reaches every worker."""
     common = dict(frames_per_batch=frames_per_batch, total_frames=-1, trust_policy=True,
                   auto_register_policy_transforms=False)
     if isinstance(envs, EnvBase):
         return Collector(envs, policy, **common)
-    from torchrl.collectors import MultiSyncCollector
+    from torchrl.collectors import MultiAsyncCollector, MultiSyncCollector
 
-    return MultiSyncCollector(list(envs), policy, cat_results="stack", num_threads=torch.get_num_threads(),
-                              num_sub_threads=1, **common)
+    multi = dict(num_threads=torch.get_num_threads(), num_sub_threads=1, **common)
+    if overlap:
+        return MultiAsyncCollector(list(envs), policy, **multi)
+    return MultiSyncCollector(list(envs), policy, cat_results="stack", **multi)
 
 
 class RLDataModule(L.LightningDataModule):
@@ -123,12 +137,19 @@ class RLDataModule(L.LightningDataModule):
 
     def __init__(self, env_factory: Callable[[int], EnvBase], seed: int, total_frames: int, warmup_frames: int,
                  utd: float, batch_size: int, frames_per_batch: int = 10, buffer_capacity: int = 1_000_000,
-                 workers: int = 1):
+                 workers: int = 1, collector: str = "single", sync_every_frames: int | None = None,
+                 device: str | torch.device = "cpu"):
         super().__init__()
-        if workers < 1 or frames_per_batch % workers:
+        if collector not in COLLECTORS:
+            raise ValueError(f"unknown collector {collector!r}; valid: {', '.join(COLLECTORS)}")
+        if collector == "single":
+            workers = 1
+        if workers < 1 or (collector == "multi" and frames_per_batch % workers):
             raise ValueError(f"collector.frames_per_batch ({frames_per_batch}) must be a multiple of "
                              f"collector.workers ({workers})")
-        self.workers = int(workers)
+        self.workers, self.overlap = int(workers), collector == "async"
+        self.sync_every_frames = int(sync_every_frames or frames_per_batch)
+        self.device = torch.device(device)
         self.env_factory, self.seed = env_factory, int(seed)
         self.total_frames, self.warmup_frames = int(total_frames), int(warmup_frames)
         self.utd, self.batch_size, self.frames_per_batch = float(utd), int(batch_size), int(frames_per_batch)
@@ -140,9 +161,12 @@ class RLDataModule(L.LightningDataModule):
         self.collected_cost = 0.0  # sum of ("next", "cost") over every frame counted
         self.env: EnvBase | None = None
         self.collector: Collector | None = None
-        self.buffer = TensorDictReplayBuffer(storage=LazyTensorStorage(self.buffer_capacity),
+        self.buffer = TensorDictReplayBuffer(storage=LazyTensorStorage(self.buffer_capacity, device=self.device),
                                              sampler=RandomSampler(), batch_size=self.batch_size)
-        self._policy = None
+        self._actor: torch.nn.Module | None = None  # the learner's actor (any device)
+        self._acting: torch.nn.Module | None = None  # the collector's CPU copy of it
+        self._synced_at: int | None = None  # frame count at the latest refresh of the acting copy
+        self.syncs = 0
         self._replay_in_checkpoint = False
         self._env_rng: dict | None = None  # restored env RNG, applied before the first reset of a resumed run
 
@@ -160,8 +184,19 @@ class RLDataModule(L.LightningDataModule):
         return {"obs_dim": int(obs_spec.shape[-1]), "act_dim": int(act_spec.shape[-1]),
                 "action_low": act_spec.space.low.float().clone(), "action_high": act_spec.space.high.float().clone()}
 
-    def set_policy(self, policy) -> None:
-        self._policy = policy
+    def set_policy(self, actor: torch.nn.Module) -> None:
+        """The learner's actor; the collector acts with a CPU copy of it, refreshed every ``sync_every_frames``."""
+        self._actor, self._acting = actor, acting_copy(actor)
+        self._synced_at = None
+
+    def _refresh_policy(self) -> None:
+        """Copy the learner's actor weights into the acting copy when ``sync_every_frames`` frames have passed since
+        the last refresh. A frame is collected with weights at most ``sync_every_frames + frames_per_batch`` frames
+        old (``collector=async``: plus the batches the other workers have in flight)."""
+        if self._synced_at is None or self.frames - self._synced_at >= self.sync_every_frames:
+            load_weights_(self._acting, self._actor)
+            self._synced_at = self.frames
+            self.syncs += 1
 
     # ---------------------------------------------------------------------------------------------- the loader
     def train_dataloader(self) -> Iterator[TensorDictBase]:
@@ -169,8 +204,8 @@ class RLDataModule(L.LightningDataModule):
 
     def _collector(self) -> Collector:
         if self.collector is None:
-            if self._policy is None:
-                raise RuntimeError("RLDataModule.set_policy(...) must be called before training")
+            if self._acting is None:
+                raise RuntimeError("RLDataModule.set_policy(actor) must be called before training")
             env = self.build_env()
             restore_episode_rng(env, self._env_rng)  # the collector's first reset replays the interrupted episode
             self._env_rng = None
@@ -179,7 +214,7 @@ class RLDataModule(L.LightningDataModule):
             with torch.random.fork_rng(devices=[]):
                 envs = env if self.workers == 1 else [partial(self.env_factory, self.seed + i)
                                                       for i in range(self.workers)]
-                self.collector = make_collector(envs, self._policy, self.frames_per_batch)
+                self.collector = make_collector(envs, self._acting.policy(), self.frames_per_batch, self.overlap)
         return self.collector
 
     def due_updates(self) -> int:
@@ -198,18 +233,17 @@ class RLDataModule(L.LightningDataModule):
                 yield self.buffer.sample()
             if self.frames >= self.total_frames:
                 return
+            t0 = time.perf_counter()
+            self._refresh_policy()
             if iterator is None:
                 iterator = iter(self._collector())
-            t0 = time.perf_counter()
             data = next(iterator)
             take = min(data.numel(), self.total_frames - self.frames)
-            env_ids = None
-            if data.ndim == 2:  # [workers, T] → frames in collection order (time-major), each with its env
-                env_ids = torch.arange(data.shape[0]).repeat(data.shape[1])[:take].tolist()
+            if data.ndim == 2:  # [workers, T] → frames in collection order (time-major)
                 data = data.transpose(0, 1)
             data = data.reshape(-1)[:take]
             self.buffer.extend(data.select(*TRANSITION_KEYS))
-            self.episodes.update(data, self.frames, env_ids)
+            self.episodes.update(data, self.frames)
             self.collected_cost += float(data["next", "cost"].sum())
             self.frames += take
             self.collect_seconds += time.perf_counter() - t0
@@ -246,7 +280,7 @@ class RLDataModule(L.LightningDataModule):
             n = len(storage)
             # Only the filled rows (the lazy storage allocates its whole capacity), in storage order, and the
             # writer's cursor: reloading reproduces the buffer and its future overwrites exactly.
-            data = storage._storage[:n].to_dict() if n else {}
+            data = storage._storage[:n].to("cpu").to_dict() if n else {}
             state["replay"] = {"size": n, "data": data, "writer": self.buffer._writer.state_dict()}
         return state
 

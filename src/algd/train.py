@@ -159,8 +159,13 @@ def validate(cfg) -> None:
     for key in ["total_frames", "batch_size", "log_every_frames", "ensemble", "polyak_every", "buffer_capacity",
                 "collector.frames_per_batch", "collector.workers", "env.max_episode_steps"]:
         integer(key, 1)
-    _check(cfg.collector.frames_per_batch % cfg.collector.workers == 0, "collector.frames_per_batch",
-           cfg.collector.frames_per_batch, f"a multiple of collector.workers ({cfg.collector.workers})")
+    _check(cfg.collector.name in ("single", "multi", "async"), "collector.name", cfg.collector.name,
+           "one of single, multi, async")
+    if cfg.collector.name == "multi":  # the workers step together and share each batch
+        _check(cfg.collector.frames_per_batch % cfg.collector.workers == 0, "collector.frames_per_batch",
+               cfg.collector.frames_per_batch, f"a multiple of collector.workers ({cfg.collector.workers})")
+    if get("collector.sync_every_frames") is not None:
+        integer("collector.sync_every_frames", 1, "null (refresh before every collection) or an integer >= 1")
     _check(cfg.warmup_frames < cfg.total_frames, "warmup_frames", cfg.warmup_frames,
            f"< total_frames ({cfg.total_frames}), or no update would ever run")
     _check(cfg.batch_size <= cfg.warmup_frames, "batch_size", cfg.batch_size,
@@ -261,6 +266,9 @@ def run(cfg) -> dict[str, float]:
     if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"invalid trainer.accelerator={cfg.trainer.accelerator}: no CUDA device is visible to torch "
                           f"{torch.__version__}; use trainer.accelerator=cpu")
+    on_gpu = cfg.trainer.accelerator in ("gpu", "cuda") or (cfg.trainer.accelerator == "auto"
+                                                            and torch.cuda.is_available())
+    device = "cuda" if on_gpu else "cpu"  # the learner's and the replay storage's; envs and acting stay on CPU
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt, ckpt_path = None, None
@@ -296,7 +304,8 @@ def run(cfg) -> dict[str, float]:
     dm = RLDataModule(factory, seed=int(cfg.seed), total_frames=int(cfg.total_frames),
                       warmup_frames=int(cfg.warmup_frames), utd=float(cfg.utd), batch_size=int(cfg.batch_size),
                       frames_per_batch=int(cfg.collector.frames_per_batch), workers=int(cfg.collector.workers),
-                      buffer_capacity=int(cfg.buffer_capacity))
+                      collector=cfg.collector.name, sync_every_frames=cfg.collector.get("sync_every_frames"),
+                      buffer_capacity=int(cfg.buffer_capacity), device=device)
     try:
         model = SafeActorCritic(
             **dm.specs(), h=h, cost_done_mask=info.cost_done_mask, actor=build(cfg.actor),
@@ -304,7 +313,7 @@ def run(cfg) -> dict[str, float]:
             critic_hidden=list(cfg.critic.hidden), cost_hidden=list(cfg.critic.cost_hidden),
             ensemble=int(cfg.ensemble), k=float(cfg.k), gamma=float(cfg.gamma), cost_gamma=float(cfg.cost_gamma),
             tau=float(cfg.tau), polyak_every=int(cfg.polyak_every), grad_clip=cfg.grad_clip)
-        dm.set_policy(model.actor.policy())
+        dm.set_policy(model.actor)
         # A resumed run appends to the same TensorBoard run; points after the checkpoint's frame (logged by the
         # interrupted process after its last checkpoint) are purged, so every curve has one point per frame.
         purge = {"purge_step": int(ckpt["RLDataModule"]["frames"]) + 1} if ckpt is not None else {}
@@ -317,7 +326,7 @@ def run(cfg) -> dict[str, float]:
         if ckpt is not None:
             callbacks.insert(0, Resume(ckpt, ckpt_path))  # first: the others read the restored frame counter
             ckpt = None
-        trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, max_epochs=1, max_steps=-1,
+        trainer = L.Trainer(accelerator="gpu" if on_gpu else "cpu", devices=1, max_epochs=1, max_steps=-1,
                             logger=logger, callbacks=callbacks, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                             log_every_n_steps=10**9, deterministic=False)

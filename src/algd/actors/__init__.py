@@ -13,6 +13,9 @@
 
 from __future__ import annotations
 
+import copy
+from itertools import chain
+
 import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
@@ -57,3 +60,20 @@ class _Policy(TensorDictModuleBase):
 def as_policy(actor: nn.Module) -> TensorDictModuleBase:
     """Wrap an actor as a TensorDict policy for TorchRL collectors and ``env.rollout``."""
     return _Policy(actor)
+
+
+def acting_copy(actor: nn.Module) -> nn.Module:
+    """A gradient-free CPU copy of ``actor`` for acting in environments (collectors, evaluation), kept apart from the
+    learner's actor so the learner can live on another device and the acting weights change only when refreshed
+    with :func:`load_weights_`."""
+    acting = copy.deepcopy(actor).to("cpu")
+    acting.requires_grad_(False)
+    return acting
+
+
+@torch.no_grad()
+def load_weights_(dst: nn.Module, src: nn.Module) -> None:
+    """Copy ``src``'s parameters and buffers into ``dst`` in place (any devices; storages such as shared memory
+    that collector workers read stay where they are)."""
+    for d, s in zip(chain(dst.parameters(), dst.buffers()), chain(src.parameters(), src.buffers()), strict=True):
+        d.copy_(s)
