@@ -102,3 +102,62 @@ def test_acting_copy_is_refreshed_every_sync_every_frames():
         dm.close()
     assert dm.syncs == 4  # before the collections starting at frames 0, 30, 60, 90
     assert [f for f, same in synced if same] == [10, 40, 70, 100]
+
+# hydra/launcher=ray with no address starts a local Ray instance; 2 CPUs and no dashboard keep its start-up short
+RAY = ["hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2", "+hydra.launcher.ray.init.include_dashboard=false"]
+
+
+def test_ray_sweep_completes_on_a_local_ray_instance(tmp_path):
+    """Both jobs run in Ray worker processes with 1 torch thread each (trainer.threads defaults to the CPUs Ray
+    reserves per job), write complete logs and status.json, and the sweep ends with algd's summary."""
+    proc = run_train("-m", *RAY, *TOY_JOB, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Started a local Ray instance" in proc.stdout + proc.stderr
+    assert "2 of 2 jobs completed, 0 failed" in proc.stdout
+    a, b = _sweep_jobs(tmp_path)
+    assert a["status"] == b["status"] == "completed" and a["pid"] != b["pid"]
+    assert a["threads"] == b["threads"] == 1
+    dirs = run_dirs(tmp_path)
+    assert len(dirs) == 2 and all([e.step for e in scalars(d)["eval/return"]] == [200] for d in dirs)
+    assert all(load_ckpt(d / "checkpoints" / "last.ckpt")["RLDataModule"]["frames"] == 200 for d in dirs)
+
+
+def test_ray_sweep_with_a_failing_job_ends_with_the_summary(tmp_path):
+    job = ["seed=0" if a == "seed=0,1" else "total_frames=200,50" if a == "total_frames=200" else a for a in TOY_JOB]
+    proc = run_train("-m", *RAY, *job, "trainer.threads=1", tmp_path=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "1 of 2 jobs completed, 1 failed" in proc.stdout, proc.stdout[-2000:]
+    assert "#1 failed    total_frames=50: invalid warmup_frames=100: must be < total_frames (50)" in proc.stdout
+    assert [r["status"] for r in _sweep_jobs(tmp_path)] == ["completed", "failed"]
+    (good,) = run_dirs(tmp_path)
+    assert [e.step for e in scalars(good)["eval/return"]] == [200]
+
+
+def test_sweep_summary_counts_a_job_that_died_without_status(tmp_path, capsys):
+    """A job whose process was killed leaves a job dir without status.json: the summary counts it as failed (main
+    prints this summary too when the launcher stops the sweep, e.g. after a Ray or joblib worker died)."""
+    import json
+
+    from algd.train import summarize_sweep
+
+    for name in ["seed=0", "seed=1"]:
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+    (tmp_path / "seed=0" / "status.json").write_text(json.dumps(
+        {"status": "completed", "job": 0, "overrides": ["seed=0"], "final": {"eval/return": 1.0, "eval/cost": 0.0}}))
+    assert summarize_sweep(tmp_path) == (1, 1)
+    out = capsys.readouterr().out
+    assert "1 of 2 jobs completed, 1 failed" in out and "killed    seed=1: no status.json" in out
+
+
+def test_missing_launcher_plugin_names_the_extra(monkeypatch):
+    import importlib.util
+
+    import pytest
+
+    from algd.train import ConfigError, check_launcher
+
+    check_launcher(["-m", "hydra/launcher=ray", "hydra/launcher=joblib"])  # installed by the dev extra
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(ConfigError, match=r"hydra/launcher=ray needs the 'ray' extra: pip install -e '.\[ray\]'"):
+        check_launcher(["-m", "hydra/launcher=ray"])
+    check_launcher(["hydra/launcher=basic"])

@@ -232,16 +232,21 @@ def quiet_libraries() -> None:
 
 
 def default_threads(cfg) -> int | None:
-    """``trainer.threads``, or, for parallel sweep jobs on one machine, cores ÷ parallel jobs (two jobs that each
-    use every core slow each other down 10–20×)."""
+    """``trainer.threads``, or, for parallel sweep jobs: cores ÷ parallel jobs on one machine (joblib; two jobs that
+    each use every core slow each other down 10–20×), the CPUs Ray reserves for each job (ray: 1 unless
+    ``hydra.launcher.ray.remote.num_cpus`` is set)."""
     if cfg.trainer.threads:
         return int(cfg.trainer.threads)
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        n_jobs = HydraConfig.get().launcher.get("n_jobs")
+        launcher = HydraConfig.get().launcher
     except (ValueError, AttributeError):
         return None
+    ray = launcher.get("ray")
+    if ray is not None:
+        return max(1, int((ray.get("remote") or {}).get("num_cpus") or 1))
+    n_jobs = launcher.get("n_jobs")
     if not n_jobs:
         return None
     cores = os.cpu_count() or 1
@@ -367,8 +372,10 @@ def _write_status(out_dir: Path, status: str, **fields) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     hc = HydraConfig.get()
+    torch = sys.modules.get("torch")
     record = {"status": status, "job": hc.job.num if _is_multirun() else None,
-              "overrides": list(hc.overrides.task), "pid": os.getpid(), "ended": time.time(), **fields}
+              "overrides": list(hc.overrides.task), "pid": os.getpid(),
+              "threads": torch.get_num_threads() if torch is not None else None, "ended": time.time(), **fields}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "status.json").write_text(json.dumps(record, indent=1))
 
@@ -402,18 +409,23 @@ def task(cfg) -> None:
     _write_status(out_dir, "completed", started=started, final={k: float(v) for k, v in final.items()})
 
 
-_SWEEP = {"failed": 0}
+_SWEEP = {"failed": 0, "dir": None, "summarized": False}
 
 
 def summarize_sweep(sweep_dir: Path) -> tuple[int, int]:
-    """Print which jobs of a sweep completed and which failed (from their ``status.json``); (completed, failed)."""
+    """Print which jobs of a sweep completed and which failed (from their ``status.json``; a job directory without
+    one is a job that was killed or crashed before it could write it); (completed, failed)."""
     import json
 
-    records = [(f.parent, json.loads(f.read_text())) for f in Path(sweep_dir).glob("**/status.json")]
+    sweep_dir = Path(sweep_dir)
+    records = [(f.parent, json.loads(f.read_text())) for f in sweep_dir.glob("**/status.json")]
     records.sort(key=lambda r: (r[1].get("job") is None, r[1].get("job") or 0))
+    known = {run_dir for run_dir, _ in records}
+    unfinished = sorted(d.parent for d in sweep_dir.glob("**/.hydra") if d.parent not in known)
     failed = [r for r in records if r[1]["status"] != "completed"]
-    print(f"\n[algd] sweep {sweep_dir}: {len(records) - len(failed)} of {len(records)} jobs completed, "
-          f"{len(failed)} failed")
+    total = len(records) + len(unfinished)
+    print(f"\n[algd] sweep {sweep_dir}: {len(records) - len(failed)} of {total} jobs completed, "
+          f"{len(failed) + len(unfinished)} failed")
     common = set.intersection(*(set(r[1]["overrides"]) for r in records)) if records else set()
     for run_dir, rec in records:
         swept = " ".join(o for o in rec["overrides"] if o not in common) or "(no swept keys)"
@@ -423,7 +435,10 @@ def summarize_sweep(sweep_dir: Path) -> tuple[int, int]:
         else:
             detail = f"{rec.get('error', '').split('; ')[0]} (details: {run_dir / 'status.json'})"
         print(f"  #{rec.get('job')} {rec['status']:<9} {swept}: {detail}")
-    return len(records) - len(failed), len(failed)
+    for run_dir in unfinished:
+        print(f"  #? {'killed':<9} {run_dir.name}: no status.json (the job's process died; see the launcher's "
+              f"output)")
+    return len(records) - len(failed), len(failed) + len(unfinished)
 
 
 try:
@@ -433,11 +448,39 @@ except ImportError:  # pragma: no cover
 
 
 class SweepSummary(_HydraCallback):
-    """Hydra callback (``hydra.callbacks.sweep_summary``): a summary table at the end of every multirun."""
+    """Hydra callback (``hydra.callbacks.sweep_summary``): a summary table at the end of every multirun (``main``
+    prints it too when the launcher itself stops the sweep early, e.g. on a killed Ray or joblib worker)."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        _SWEEP.update(dir=str(config.hydra.sweep.dir), summarized=False, failed=0)
 
     def on_multirun_end(self, config, **kwargs) -> None:
         _, failed = summarize_sweep(Path(config.hydra.sweep.dir))
-        _SWEEP["failed"] = failed
+        _SWEEP.update(failed=failed, summarized=True)
+
+
+# hydra/launcher=<name>: the plugin package it needs and the algd extra that installs it
+LAUNCHER_EXTRAS = {"joblib": ("hydra_plugins.hydra_joblib_launcher", "joblib"),
+                   "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+                   "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+                   "ray": ("hydra_plugins.hydra_ray_launcher", "ray")}
+
+
+def check_launcher(argv: list[str]) -> None:
+    """``hydra/launcher=<name>`` whose plugin is not installed: say which extra installs it."""
+    import importlib.util
+
+    for arg in argv:
+        key, _, name = arg.partition("=")
+        if key.lstrip("+") != "hydra/launcher" or name not in LAUNCHER_EXTRAS:
+            continue
+        module, extra = LAUNCHER_EXTRAS[name]
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            raise ConfigError(f"hydra/launcher={name} needs the {extra!r} extra: pip install -e '.[{extra}]'")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -445,6 +488,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         args, resume_dir = expand_resume(sys.argv[1:] if argv is None else argv)
+        check_launcher(args)
         sys.argv = [sys.argv[0], *rewrite_argv(args)]
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -452,9 +496,17 @@ def main(argv: list[str] | None = None) -> None:
     if resume_dir is not None:
         _keep_config_history(resume_dir)
 
-    hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")(task)()
     import algd.train as registered  # Hydra's callback lives in algd.train, which is not __main__ under python -m
 
+    try:
+        hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")(task)()
+    except SystemExit as stop:
+        sweep = registered._SWEEP
+        jobs = sweep["dir"] and not sweep["summarized"] and any(Path(sweep["dir"]).glob("**/.hydra"))
+        if stop.code not in (0, None) and jobs:
+            print("\n[algd] the launcher stopped the sweep (error above); its jobs so far:", file=sys.stderr)
+            summarize_sweep(Path(sweep["dir"]))
+        raise
     if registered._SWEEP["failed"]:
         raise SystemExit(1)
 
