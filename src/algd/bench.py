@@ -58,7 +58,7 @@ def _batch(batch: int = BATCH, device="cpu") -> TensorDict:
                                 "done": torch.zeros(batch, 1, dtype=torch.bool)}}, [batch]).to(device)
 
 
-def build_learner(actor: str, device="cpu", obs_dim: int = OBS, act_dim: int = ACT):
+def build_learner(actor: str, device="cpu", obs_dim: int = OBS, act_dim: int = ACT, graphs: bool = False):
     """The learner with default settings at PointButton1 sizes, usable outside a Trainer."""
     from algd.actors.diffusion import DiffusionActor, DiffusionVEActor
     from algd.actors.gaussian import GaussianActor
@@ -69,15 +69,17 @@ def build_learner(actor: str, device="cpu", obs_dim: int = OBS, act_dim: int = A
     actors = {"gaussian": GaussianActor, "diffusion": DiffusionActor, "diffusion_ve": DiffusionVEActor}
     model = SafeActorCritic(obs_dim, act_dim, -torch.ones(act_dim), torch.ones(act_dim), h=2.455, cost_done_mask=False,
                             actor=partial(actors[actor]), energy=AugmentedLagrangianEnergy(),
-                            multiplier=LogAdamMultiplier(), optim=partial(torch.optim.Adam, lr=3e-4)).to(device)
+                            multiplier=LogAdamMultiplier(), optim=partial(torch.optim.Adam, lr=3e-4,
+                                                                          capturable=graphs),
+                            cuda_graphs=graphs).to(device)
     opts = model.configure_optimizers()
     model.optimizers = lambda: opts  # outside a Trainer: plain optimisers
     return model
 
 
-def learner_updates_per_s(actor: str, updates: int, repeats: int, wrap=None, device="cpu") -> float:
+def learner_updates_per_s(actor: str, updates: int, repeats: int, wrap=None, device="cpu", graphs=False) -> float:
     """Median updates/s; ``wrap(model)`` may return a context manager to run the updates in (e.g. autocast)."""
-    model = build_learner(actor, device)
+    model = build_learner(actor, device, graphs=graphs)
     batch = _batch(device=device)
     ctx = wrap(model) if wrap else contextlib.nullcontext
     with ctx():
@@ -290,7 +292,7 @@ def train_fps(actor: str, warmup: int = 300, learn_frames: int = 40, utd: float 
         for logger in quiet:  # Lightning's and TorchRL's one-off notices
             logger.setLevel(logging.WARNING)
         specs = dm.specs()
-        model = build_learner(actor, obs_dim=specs["obs_dim"], act_dim=specs["act_dim"])
+        model = build_learner(actor, obs_dim=specs["obs_dim"], act_dim=specs["act_dim"], graphs=device == "cuda")
         model.h = per_step_cost_target(10, 0.99, 400)
         dm.set_policy(model.actor)
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
@@ -386,19 +388,24 @@ def gpu_main(args) -> None:
     result = {"device": torch.cuda.get_device_name(), "cpu": cpu, "threads": torch.get_num_threads(),
               "torch": torch.__version__, "batch_size": BATCH, "obs_dim": OBS, "act_dim": ACT, "keep_heap": keep_heap()}
     print(f"[bench] {result['device']} vs {cpu} ({result['threads']} threads) ...", flush=True)
-    ups = result["updates_per_s"] = {"cuda": {}, "cpu": {}}
-    for device in ["cuda", "cpu"]:
+    ups = result["updates_per_s"] = {"cuda_graphs": {}, "cuda": {}, "cpu": {}}
+    for mode in ups:
+        device = "cpu" if mode == "cpu" else "cuda"
         for name in ["diffusion", "diffusion_ve", "gaussian", "minimal_sac"]:
-            ups[device][name] = (minimal_sac_updates_per_s(args.updates, args.repeats, device) if name == "minimal_sac"
-                                 else learner_updates_per_s(name, args.updates, args.repeats, device=device))
-            print(f"  {device:<5} {name:<13} {ups[device][name]:8.1f} updates/s", flush=True)
+            if name == "minimal_sac" and mode == "cuda_graphs":
+                continue
+            ups[mode][name] = (minimal_sac_updates_per_s(args.updates, args.repeats, device) if name == "minimal_sac"
+                               else learner_updates_per_s(name, args.updates, args.repeats, device=device,
+                                                          graphs=mode == "cuda_graphs"))
+            print(f"  {mode:<11} {name:<13} {ups[mode][name]:8.1f} updates/s", flush=True)
     print("[bench] training loop on the toy env (UTD 10, trainer=gpu vs cpu) ...", flush=True)
     result["train_toy"] = {f"{name}_{device}": train_fps(name, env="toy", device=device, learn_frames=100)
                            for name in ["diffusion", "gaussian"] for device in ["cuda", "cpu"]}
-    print(f"\nlearner (batch 256, obs 76, act 2)   cuda updates/s   cpu updates/s   cuda/cpu   minimal_sac/x (cuda)")
+    print("\nlearner (batch 256, obs 76, act 2)   cuda graphs   cuda eager    cpu   graphs/cpu   minimal_sac(cuda)/x")
     for name in ups["cuda"]:
-        g, c = ups["cuda"][name], ups["cpu"][name]
-        print(f"  {name:<34} {g:12.1f}   {c:13.1f}   {g / c:8.2f}   {ups['cuda']['minimal_sac'] / g:8.2f}")
+        g, e, c = ups["cuda_graphs"].get(name, float("nan")), ups["cuda"][name], ups["cpu"][name]
+        best = max(g, e) if g == g else e
+        print(f"  {name:<34} {g:11.1f}   {e:10.1f}   {c:5.1f}   {g / c:10.2f}   {ups['cuda']['minimal_sac'] / best:8.2f}")
     print("\ntraining loop, toy env, UTD 10:")
     for key, loop in result["train_toy"].items():
         print(f"  {key:<16} {loop['fps']:7.2f} frames/s  {loop['updates_per_s']:7.1f} updates/s")

@@ -203,6 +203,8 @@ def validate(cfg) -> None:
         number("optim.lr", 0, low_open=True)
     accelerator = cfg.trainer.accelerator
     _check(accelerator in ("cpu", "gpu", "cuda", "auto"), "trainer.accelerator", accelerator, "one of cpu, gpu, auto")
+    _check(cfg.trainer.get("cuda_graphs", False) in (True, False), "trainer.cuda_graphs", cfg.trainer.get("cuda_graphs"),
+           "true or false")
     if cfg.trainer.threads is not None:
         integer("trainer.threads", 1, "null (torch's default) or an integer >= 1")
 
@@ -274,6 +276,7 @@ def run(cfg) -> dict[str, float]:
     on_gpu = cfg.trainer.accelerator in ("gpu", "cuda") or (cfg.trainer.accelerator == "auto"
                                                             and torch.cuda.is_available())
     device = "cuda" if on_gpu else "cpu"  # the learner's and the replay storage's; envs and acting stay on CPU
+    cuda_graphs = on_gpu and bool(cfg.trainer.get("cuda_graphs", False))
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt, ckpt_path = None, None
@@ -296,6 +299,10 @@ def run(cfg) -> dict[str, float]:
         except Exception as err:  # noqa: BLE001  (hydra wraps the component's ValueError)
             cause = err.__cause__ or err
             raise ConfigError(f"invalid {group} config: {cause}") from None
+    if cuda_graphs:  # optimiser steps inside a CUDA graph keep their state on the device
+        from functools import partial
+
+        parts["optim"] = partial(parts["optim"], capturable=True)
     factory = instantiate(cfg.env, _convert_="all")
     info = factory.info
     h = per_step_cost_target(info.cost_limit, float(cfg.cost_gamma), info.episode_length)
@@ -317,7 +324,8 @@ def run(cfg) -> dict[str, float]:
             energy=parts["energy"], multiplier=parts["multiplier"], optim=parts["optim"],
             critic_hidden=list(cfg.critic.hidden), cost_hidden=list(cfg.critic.cost_hidden),
             ensemble=int(cfg.ensemble), k=float(cfg.k), gamma=float(cfg.gamma), cost_gamma=float(cfg.cost_gamma),
-            tau=float(cfg.tau), polyak_every=int(cfg.polyak_every), grad_clip=cfg.grad_clip)
+            tau=float(cfg.tau), polyak_every=int(cfg.polyak_every), grad_clip=cfg.grad_clip,
+            cuda_graphs=cuda_graphs)
         dm.set_policy(model.actor)
         # A resumed run appends to the same TensorBoard run; points after the checkpoint's frame (logged by the
         # interrupted process after its last checkpoint) are purged, so every curve has one point per frame.
