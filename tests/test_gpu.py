@@ -45,6 +45,7 @@ def test_cuda_graph_update_equals_eager_update(actor):
     same CUDA RNG seed before each update give the same parameters after several updates (Polyak included)."""
     _need_cuda()
     from algd.bench import _batch, build_learner
+    from algd.module import GraphedUpdate
 
     torch.manual_seed(0)
     eager = build_learner(actor, "cuda", graphs=True)
@@ -52,6 +53,9 @@ def test_cuda_graph_update_equals_eager_update(actor):
     graphed.load_state_dict(eager.state_dict())
     eager.cuda_graphs = False  # same capturable optimisers, eager path
     batches = [_batch(device="cuda") for _ in range(5)]
+    # Capture first: its warm-up updates draw random numbers (and must leave weights and Adam states untouched).
+    graphed._graphed = GraphedUpdate(graphed, batches[0])
+    assert all(torch.equal(p1, p2) for p1, p2 in zip(eager.parameters(), graphed.parameters()))
     for k, batch in enumerate(batches):
         for model in (eager, graphed):
             torch.cuda.manual_seed(100 + k)
