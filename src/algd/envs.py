@@ -1,4 +1,4 @@
-"""Environments: Safety-Gymnasium through TorchRL, and a small torch toy task.
+"""Environments: Safety-Gymnasium and the MuJoCo velocity tasks through TorchRL, and a small torch toy task.
 
 Every factory returns a TorchRL ``EnvBase`` whose transitions carry ``("next", "cost")`` (float32, shape ``[]``),
 ``("next", "reward")`` (shape ``[1]``) and ``done``/``terminated``/``truncated`` flags, so the rest of the pipeline
