@@ -58,7 +58,8 @@ def test_full_safety_gym_id_is_accepted():
 
 
 @pytest.mark.parametrize("arg, message", [
-    ("env=NoSuchTask", "valid env names: CarButton, CarButton2, CarGoal, PointButton"),
+    ("env=NoSuchTask", "valid env names: Ant, CarButton, CarButton2, CarGoal, HalfCheetah, Hopper, Humanoid, "
+                       "PointButton"),
     ("actor=transformer", "valid actor names: diffusion, diffusion_ve, gaussian"),
     ("energy=quadratic", "valid energy names: augmented, lagrangian"),
     ("env=PointButton,Nope", "unknown env 'Nope'"),

@@ -20,7 +20,7 @@ def test_h_paper_protocol():
     h = per_step_cost_target(10.0, 0.99, 400)
     assert h == pytest.approx(10 * (1 - 0.99**400) / 4.0)
     assert h == pytest.approx(2.455, abs=1e-3)
-    assert per_step_cost_target(25.0, 1.0, 1000) == pytest.approx(0.025)
+    assert per_step_cost_target(25.0, 1.0, 1000) == 25.0  # γ = 1: h is the episode limit (the formula's limit)
 
 
 def test_lagrangian_energy_hand_computed():

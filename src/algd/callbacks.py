@@ -13,7 +13,7 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 from tqdm.auto import tqdm
 
 from algd.actors import acting_copy, load_weights_
-from algd.envs import EnvInfo, reseed
+from algd.envs import EnvInfo, episode_cost, reseed
 from algd.errors import CheckpointError
 
 
@@ -88,24 +88,30 @@ class FrameLogger(_EveryFrames):
             self.fire(trainer, pl_module, trainer.datamodule.frames)
 
 
-def evaluate(policy, env, episodes: int, max_steps: int) -> dict[str, float]:
-    """Deterministic episodes; undiscounted return and cost sums. Returns means and standard deviations."""
-    returns, costs, lengths = [], [], []
+def evaluate(policy, env, episodes: int, max_steps: int, cost_discount: float | None = None) -> dict[str, float]:
+    """Deterministic episodes; undiscounted return. ``eval/cost`` is the episode cost as the task's limit counts it:
+    the plain sum, or with ``cost_discount`` = γ the discounted sum Σ_t γ^t·c_t (then ``eval/cost_undiscounted``
+    holds the plain sum too). Returns means and standard deviations."""
+    returns, costs, plain_costs, lengths = [], [], [], []
     with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
         for _ in range(episodes):
             td = env.rollout(max_steps, policy, break_when_any_done=True)
             returns.append(td["next", "reward"].sum().item())
-            costs.append(td["next", "cost"].sum().item())
+            costs.append(episode_cost(td["next", "cost"], cost_discount))
+            plain_costs.append(episode_cost(td["next", "cost"]))
             lengths.append(td.numel())
     r, c = torch.tensor(returns), torch.tensor(costs)
-    return {"eval/return": r.mean().item(), "eval/cost": c.mean().item(),
-            "eval/return_std": r.std(unbiased=False).item(), "eval/cost_std": c.std(unbiased=False).item(),
-            "eval/length": sum(lengths) / len(lengths)}
+    out = {"eval/return": r.mean().item(), "eval/cost": c.mean().item(),
+           "eval/return_std": r.std(unbiased=False).item(), "eval/cost_std": c.std(unbiased=False).item(),
+           "eval/length": sum(lengths) / len(lengths)}
+    if cost_discount is not None:
+        out["eval/cost_undiscounted"] = sum(plain_costs) / len(plain_costs)
+    return out
 
 
 class Evaluator(_EveryFrames):
     """Every ``every_frames`` (and at the end of training) run ``episodes`` deterministic episodes on a separate
-    env and log ``eval/return``, ``eval/cost``.
+    env and log ``eval/return``, ``eval/cost`` (γ-discounted where ``info.eval_cost_discount`` is set).
 
     Each evaluation re-seeds its env and its random numbers with ``seed + 10_000`` inside a forked RNG: every
     evaluation sees the same episodes, and evaluating never changes the training run's random stream (so a run
@@ -130,11 +136,13 @@ class Evaluator(_EveryFrames):
         with torch.random.fork_rng(devices=[]):  # the copy acts on CPU
             torch.manual_seed(self.seed + 10_000)
             reseed(self.env, self.seed + 10_000)
-            self.last = evaluate(self.actor.policy(), self.env, self.episodes, self.info.episode_length)
+            self.last = evaluate(self.actor.policy(), self.env, self.episodes, self.info.episode_length,
+                                 self.info.eval_cost_discount)
         log_scalars(trainer, self.last, frames)
         tqdm.write(f"[eval] frames {frames}: return {self.last['eval/return']:.2f} ± {self.last['eval/return_std']:.2f}"
                    f"  cost {self.last['eval/cost']:.2f} ± {self.last['eval/cost_std']:.2f}"
-                   f"  (limit {self.info.cost_limit:g}, {self.episodes} episodes)")
+                   f"  (limit {self.info.cost_limit:g}{' discounted' if self.info.eval_cost_discount else ''}, "
+                   f"{self.episodes} episodes)")
 
     def on_train_end(self, trainer, pl_module):
         frames = trainer.datamodule.frames

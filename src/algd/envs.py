@@ -1,4 +1,4 @@
-"""Environments: Safety-Gymnasium through TorchRL, and a small torch toy task.
+"""Environments: Safety-Gymnasium and the MuJoCo velocity tasks through TorchRL, and a small torch toy task.
 
 Every factory returns a TorchRL ``EnvBase`` whose transitions carry ``("next", "cost")`` (float32, shape ``[]``),
 ``("next", "reward")`` (shape ``[1]``) and ``done``/``terminated``/``truncated`` flags, so the rest of the pipeline
@@ -12,6 +12,7 @@ import io
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Composite, Unbounded
@@ -22,11 +23,23 @@ with contextlib.redirect_stderr(io.StringIO()):  # gymnasium-robotics' import-ti
     import gymnasium
 
 
-def per_step_cost_target(cost_limit: float, gamma: float, episode_length: int) -> float:
-    """h = d·(1 − γ^T) / ((1 − γ)·T): an episode cost limit d spread over T steps, in discounted Q units."""
-    if gamma == 1.0:
-        return cost_limit / episode_length
+def per_step_cost_target(cost_limit: float, gamma: float, episode_length: int, discounted: bool = False) -> float:
+    """h, the target of Q̂c (an expected γ-discounted sum of future costs, "Q units").
+
+    An undiscounted episode limit d (Safety-Gym) is spread evenly over the T steps and discounted:
+    h = d·(1 − γ^T) / ((1 − γ)·T), which is d itself at γ = 1. A limit that already is a γ-discounted episode sum
+    (``discounted``: the velocity tasks of the paper protocol, spec §2) is in Q units as it stands: h = D."""
+    if discounted or gamma == 1.0:
+        return float(cost_limit)
     return cost_limit * (1.0 - gamma**episode_length) / ((1.0 - gamma) * episode_length)
+
+
+def episode_cost(costs: torch.Tensor, discount: float | None = None) -> float:
+    """An episode's cost as a protocol counts it: the plain sum, or Σ_t γ^t·c_t (t from 0) with ``discount`` = γ."""
+    costs = costs.reshape(-1).double()
+    if discount is None:
+        return costs.sum().item()
+    return (costs * discount ** torch.arange(costs.numel(), dtype=torch.float64)).sum().item()
 
 
 @dataclass
@@ -37,6 +50,7 @@ class EnvInfo:
     episode_length: int
     cost_limit: float
     cost_done_mask: bool  # whether a true termination also ends the cost bootstrap (False on Safety-Gym)
+    eval_cost_discount: float | None = None  # γ when the limit is a γ-discounted episode cost; None: undiscounted
 
 
 # ------------------------------------------------------------------------------------------- episode RNG snapshot
@@ -143,6 +157,70 @@ class _EpisodeRng(gymnasium.Wrapper):
 
     def set_rng(self, state: dict) -> None:
         self._task_rng().set_state(mt19937_from_dict(state))
+
+
+class SpeedCost(gymnasium.Wrapper):
+    """A gymnasium MuJoCo locomotion env as a constrained task (CAL/ALGD, after FOCOPS): per-step cost = speed,
+    |x-velocity| or, with ``planar``, sqrt(vx² + vy²) (from the ``x_velocity``/``y_velocity`` the env reports in its
+    info); observations cut to their first ``obs_dims`` values. ``step`` returns Safety-Gymnasium's 6-tuple
+    ``(obs, reward, cost, terminated, truncated, info)``, so the Safety-Gymnasium TorchRL wrapper takes it as is."""
+
+    def __init__(self, env, planar: bool = False, obs_dims: int | None = None):
+        super().__init__(env)
+        self.planar, self.obs_dims = bool(planar), obs_dims
+        if obs_dims is not None:
+            space = env.observation_space
+            self.observation_space = gymnasium.spaces.Box(space.low[:obs_dims], space.high[:obs_dims],
+                                                          dtype=space.dtype)
+
+    def _obs(self, obs):
+        return obs if self.obs_dims is None else obs[: self.obs_dims]
+
+    def speed(self, info: dict) -> float:
+        vx = float(info["x_velocity"])
+        return float(np.hypot(vx, info["y_velocity"])) if self.planar else abs(vx)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        return self._obs(obs), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return self._obs(obs), reward, self.speed(info), terminated, truncated, info
+
+
+class VelocityFactory:
+    """A MuJoCo velocity task (``env=Hopper|HalfCheetah|Ant|Humanoid|Walker2d|Swimmer``) wrapped for TorchRL.
+
+    - ``protocol='paper'`` (CAL/ALGD): gymnasium's ``<Name>-v4`` under :class:`SpeedCost`; ``cost_limit`` is a
+      γ-discounted episode sum (γ = ``cost_gamma``), so h is that limit and evaluations report discounted costs.
+    - ``protocol='standard'``: Safety-Gymnasium's ``Safety<Name>Velocity-v1`` with its own cost (1 per step above
+      its velocity threshold) and an undiscounted episode limit.
+
+    A true termination (e.g. the Hopper falling) ends both the reward and the cost bootstrap (spec §2).
+    ``ids`` and ``limits`` are the per-protocol tables the config's ``id`` and ``cost_limit`` are read from.
+    """
+
+    def __init__(self, name: str, protocol: str, id: str, cost_limit: float, max_episode_steps: int,
+                 cost_gamma: float, planar: bool = False, obs_dims: int | None = None, ids: dict | None = None,
+                 limits: dict | None = None):
+        if protocol not in ("paper", "standard"):
+            raise ValueError(f"velocity task {name}: unknown protocol {protocol!r} (paper or standard)")
+        discounted = protocol == "paper"
+        self.info = EnvInfo(name=name, episode_length=int(max_episode_steps), cost_limit=float(cost_limit),
+                            cost_done_mask=True, eval_cost_discount=float(cost_gamma) if discounted else None)
+        self.id, self.protocol, self.planar, self.obs_dims = id, protocol, bool(planar), obs_dims
+
+    def __call__(self, seed: int) -> EnvBase:
+        from torchrl.envs.libs.safety_gymnasium import SafetyGymnasiumWrapper
+
+        if self.protocol == "paper":
+            raw = SpeedCost(gymnasium.make(self.id, max_episode_steps=self.info.episode_length), self.planar,
+                            self.obs_dims)
+        else:
+            raw = import_safety_gymnasium().make(self.id, max_episode_steps=self.info.episode_length)
+        raw.reset(seed=int(seed))
+        return TransformedEnv(SafetyGymnasiumWrapper(raw), DoubleToFloat())
 
 
 class ToyHazardEnv(EnvBase):

@@ -18,6 +18,7 @@ __all__ = ["AlgdError", "CheckpointError", "ConfigError", "TrainingStopped", "ma
 
 CONFIG_DIR = Path(os.environ.get("ALGD_CONFIG_DIR", Path(__file__).resolve().parents[2] / "configs"))
 SAFETY_GYM_ID = re.compile(r"^Safety\w+-v\d+$")
+VELOCITY_ID = re.compile(r"^Safety(\w+)Velocity-v\d+$")
 
 
 def config_options(group: str) -> list[str]:
@@ -41,6 +42,10 @@ def rewrite_argv(argv: list[str]) -> list[str]:
             continue
         valid = config_options(group)
         values = value.split(",")
+        velocity = VELOCITY_ID.match(value) if group == "env" else None
+        if velocity and velocity[1] in valid:  # Safety-Gym's velocity ids are the standard protocol of env=<Name>
+            raise ConfigError(f"use env={velocity[1]} protocol=standard for {value} (env={velocity[1]} "
+                              f"protocol=paper is the CAL/ALGD speed-cost version)")
         if group == "env" and len(values) == 1 and value not in valid and SAFETY_GYM_ID.match(value):
             out += ["env=safety_gym", f"env.id={value}"]
             continue
@@ -305,12 +310,15 @@ def run(cfg) -> dict[str, float]:
         parts["optim"] = partial(parts["optim"], capturable=True)
     factory = instantiate(cfg.env, _convert_="all")
     info = factory.info
-    h = per_step_cost_target(info.cost_limit, float(cfg.cost_gamma), info.episode_length)
+    discounted = info.eval_cost_discount is not None
+    h = per_step_cost_target(info.cost_limit, float(cfg.cost_gamma), info.episode_length, discounted=discounted)
     protocol = cfg.protocol.name if cfg.env.name != "toy" else "toy"
+    limit = (f"{info.cost_limit:g} (discounted episode cost, γ = {info.eval_cost_discount:g})" if discounted
+             else f"{info.cost_limit:g} (episode cost)")
     print(f"[algd] run dir: {out_dir}")
     print(f"[algd] monitor: tensorboard --logdir {out_dir.parent if 'multiruns' in str(out_dir) else out_dir}")
     print(f"[algd] env {info.name} ({protocol} protocol): episode {info.episode_length} steps, cost limit "
-          f"{info.cost_limit:g}, h = {h:.4f}; actor {cfg.actor.name}, energy {cfg.energy._target_.split('.')[-1]}, "
+          f"{limit}, h = {h:.4f}; actor {cfg.actor.name}, energy {cfg.energy._target_.split('.')[-1]}, "
           f"seed {cfg.seed}, {cfg.total_frames} frames ({cfg.warmup_frames} warm-up), utd {cfg.utd}")
 
     dm = RLDataModule(factory, seed=int(cfg.seed), total_frames=int(cfg.total_frames),
