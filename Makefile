@@ -10,7 +10,7 @@ LOGDIR  ?= logs
 PYTEST_ARGS ?=
 STAMP   := $(VENV)/.installed
 
-.PHONY: help install train test test-slow test-gpu tensorboard clean bench
+.PHONY: help install train test test-slow test-gpu tensorboard clean bench ablate report claim
 
 help: ## Show this help
 	@echo "algd — Augmented Lagrangian-Guided Diffusion for safe RL"
@@ -24,6 +24,8 @@ help: ## Show this help
 	@echo "  make train ENV=toy ARGS=\"experiment=sac_lag seed=1\""
 	@echo "  make train ENV=CarButton ARGS=\"protocol=standard total_frames=200000\""
 	@echo "  make train ARGS=\"resume=logs/runs/PointButton/<run> total_frames=200000\"   # continue a run"
+	@echo "  make ablate ABL=energy ENV=PointButton SEEDS=5 ARGS=\"experiment=paper_PointButton\""
+	@echo "  make report SWEEP=logs/ablations/energy/PointButton/<time>"
 
 # The venv is (re)built when any install input changes; otherwise this is a no-op.
 $(STAMP): pyproject.toml constraints.txt scripts/install.sh scripts/patch_safety_gymnasium.py
@@ -57,3 +59,17 @@ clean: ## Remove the venv, caches and build artefacts (keeps logs/)
 BENCH_ARGS ?=
 bench: $(STAMP) ## Benchmarks (~5 min): learner updates/s, phases, FLOPs, collection and training fps (logs/bench/bench.json)
 	@$(PY) -m algd.bench $(BENCH_ARGS)
+
+# Sweep presets (configs/ablation/<ABL>.yaml) run in parallel with the joblib launcher, seeds 0..SEEDS-1; each job
+# gets trainer.threads = cores ÷ JOBS unless ARGS sets it.
+ABL     ?=
+SEEDS   ?= 3
+JOBS    ?= $(shell nproc 2>/dev/null || echo 1)
+ablate: $(STAMP) ## Sweep preset: make ablate ABL=<actor|energy|rho|ensemble|mc_samples|baselines> ENV=<task> SEEDS=<n>
+	@$(PY) -m algd.train -m ablation=$(ABL) env=$(ENV) "seed=range(0,$(SEEDS))" hydra/launcher=joblib \
+		hydra.launcher.n_jobs=$(JOBS) $(ARGS)
+
+SWEEP   ?=
+OUT     ?=
+report: $(STAMP) ## Plots and table of a sweep across seeds: make report SWEEP=<sweep dir> [OUT=<dir>] (default <sweep>/report)
+	@$(PY) -m algd.report $(SWEEP) $(if $(OUT),--out $(OUT))

@@ -27,7 +27,7 @@ def config_options(group: str) -> list[str]:
 
 
 GROUPS = ("env", "protocol", "actor", "critic", "energy", "multiplier", "optim", "collector", "trainer",
-          "experiment")
+          "experiment", "ablation")
 
 
 def rewrite_argv(argv: list[str]) -> list[str]:
@@ -60,6 +60,27 @@ def rewrite_argv(argv: list[str]) -> list[str]:
             raise ConfigError(f"unknown {group} {v!r}; valid {group} names: {', '.join(names)}{extra}")
         out.append(arg)
     return out
+
+
+def check_ablation(argv: list[str]) -> None:
+    """``ablation=<name>`` (a sweep preset, ``configs/ablation/``) needs ``-m``, and the keys it sweeps must not also
+    be set on the command line (a command-line value would silently replace the swept ones)."""
+    names = [a.partition("=")[2] for a in argv if _override_key(a) == "ablation"]
+    if not names or names[-1] == "null":
+        return
+    name = names[-1]
+    if not name:
+        raise ConfigError(f"ablation= needs a preset name; valid ablation names: {', '.join(config_options('ablation'))}")
+    if not any(a in ("-m", "--multirun") for a in argv):
+        raise ConfigError(f"ablation={name} is a sweep preset: add -m (python -m algd.train -m ablation={name} ...) "
+                          f"or run make ablate ABL={name}")
+    import yaml
+
+    swept = (yaml.safe_load((CONFIG_DIR / "ablation" / f"{name}.yaml").read_text())["hydra"]["sweeper"]["params"])
+    for arg in argv:
+        if _override_key(arg) in swept:
+            raise ConfigError(f"ablation={name} sweeps {_override_key(arg)} ({swept[_override_key(arg)]}); drop "
+                              f"{arg} from the command line")
 
 
 def _quote(value: str) -> str:
@@ -506,6 +527,7 @@ def main(argv: list[str] | None = None) -> None:
         args, resume_dir = expand_resume(sys.argv[1:] if argv is None else argv)
         check_launcher(args)
         sys.argv = [sys.argv[0], *rewrite_argv(args)]
+        check_ablation(args)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
