@@ -1,0 +1,91 @@
+"""Sweep presets (ablation=<name>) and the across-seed report (algd.report): aggregation maths, a real tiny sweep
+through the joblib launcher, and reports of partial sweeps."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT, run_train
+
+from algd.report import aggregate, align, bootstrap_ci, iqm, report
+
+TINY = ["total_frames=200", "warmup_frames=100", "batch_size=32", "utd=1", "eval_every_frames=100",
+        "eval_episodes=1", "log_every_frames=100", "trainer.threads=1"]
+
+
+def test_bootstrap_interval_and_iqm():
+    x = np.array([1.0, 2.0, 3.0, 4.0, 100.0])
+    s = aggregate(x)
+    assert s["n"] == 5 and s["mean"] == pytest.approx(22.0)
+    assert s["lo"] < s["mean"] < s["hi"]
+    assert s["iqm"] == pytest.approx(3.0)                     # 1 and 100 dropped: mean of 2, 3, 4
+    assert iqm(np.arange(1.0, 9.0)) == pytest.approx(4.5)     # 8 values: 2 dropped each side, mean of 3..6
+    assert bootstrap_ci(x) == bootstrap_ci(x)                 # seeded
+    assert np.isnan(aggregate([1.0, 2.0])["iqm"])             # IQM only with >= 5 seeds
+    assert bootstrap_ci([7.0]) == (7.0, 7.0)
+
+
+def test_align_interpolates_inside_each_run_and_stops_shorter_runs():
+    a = np.array([[100, 1.0], [200, 3.0], [300, 5.0]])
+    b = np.array([[100, 0.0], [150, 1.0]])
+    frames, values = align([a, b])
+    assert frames.tolist() == [100, 150, 200, 300]
+    assert values[0].tolist() == [1.0, 2.0, 3.0, 5.0]
+    assert values[1, :2].tolist() == [0.0, 1.0] and np.isnan(values[1, 2:]).all()
+
+
+def test_bad_ablation_name_lists_valid_ones(tmp_path):
+    proc = run_train("-m", "ablation=nope", "env=toy", tmp_path=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: unknown ablation 'nope'; valid ablation names: actor, baselines, energy, "
+                                   "ensemble, mc_samples, rho")
+
+
+@pytest.fixture(scope="module")
+def energy_sweep(tmp_path_factory):
+    """make ablate ABL=energy ENV=toy SEEDS=2, on a tiny budget."""
+    tmp = tmp_path_factory.mktemp("ablate")
+    proc = run_train("-m", "ablation=energy", "env=toy", "seed=range(0,2)", "hydra/launcher=joblib",
+                     "hydra.launcher.n_jobs=2", *TINY, tmp_path=tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "4 of 4 jobs completed, 0 failed" in proc.stdout
+    (sweep,) = (tmp / "ablations" / "energy" / "toy").iterdir()
+    return sweep
+
+
+def _config_rows(md: str) -> list[list[str]]:
+    table = md.split("## Runs")[0]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("| energy=")]
+
+
+def test_ablate_then_report_writes_plots_and_table(energy_sweep):
+    names = sorted(p.name for p in energy_sweep.iterdir() if p.is_dir())
+    assert len(names) == 4 and all(("energy=augmented" in n or "energy=lagrangian" in n) and "seed=" in n
+                                   for n in names)
+    proc = subprocess.run([sys.executable, "-m", "algd.report", str(energy_sweep)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = energy_sweep / "report"
+    assert {p.name for p in out.glob("*.png")} == {"return.png", "cost.png", "lambda.png", "violation.png"}
+    rows = _config_rows((out / "report.md").read_text())
+    assert [(r[0], r[1], r[2]) for r in rows] == [("energy=augmented", "2", "200"), ("energy=lagrangian", "2", "200")]
+    assert all(r[-1] == "2" for r in rows)  # the toy task's cost limit
+
+
+def test_report_of_partial_sweep_skips_failed_and_keeps_unfinished_runs(energy_sweep, tmp_path):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(energy_sweep, sweep, ignore=shutil.ignore_patterns("report"))
+    runs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    failed = next(p for p in runs if "energy=lagrangian" in p.name and "seed=1" in p.name)
+    status = json.loads((failed / "status.json").read_text())
+    (failed / "status.json").write_text(json.dumps({**status, "status": "failed", "error": "non-finite loss/actor"}))
+    (runs[0] / "status.json").unlink()  # a job still running (or killed)
+    out = report(sweep, tmp_path / "out")
+    md = (out / "report.md").read_text()
+    assert "4 runs: 2 completed, 1 unfinished" in md and "1 failed" in md
+    assert [(r[0], r[1]) for r in _config_rows(md)] == [("energy=augmented", "2"), ("energy=lagrangian", "1")]
+    assert "failed: non-finite loss/actor" in md
+    assert len(list(out.glob("*.png"))) == 4
