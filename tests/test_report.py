@@ -89,3 +89,23 @@ def test_report_of_partial_sweep_skips_failed_and_keeps_unfinished_runs(energy_s
     assert [(r[0], r[1]) for r in _config_rows(md)] == [("energy=augmented", "2"), ("energy=lagrangian", "1")]
     assert "failed: non-finite loss/actor" in md
     assert len(list(out.glob("*.png"))) == 4
+
+
+def test_presets_compose():
+    from hydra import compose, initialize_config_dir
+
+    from algd.train import CONFIG_DIR, config_options
+
+    swept = {"actor": "actor", "energy": "energy", "rho": "energy.rho", "ensemble": "ensemble",
+             "mc_samples": "actor.mc_samples", "baselines": "experiment"}
+    assert config_options("ablation") == sorted(swept)
+    budgets = {"PointButton": 100000, "CarButton": 150000, "PointButton2": 200000, "PointPush": 200000,
+               "CarButton2": 300000}
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        for name, key in swept.items():
+            cfg = compose("train", overrides=[f"ablation={name}", "env=toy"], return_hydra_config=True)
+            assert list(cfg.hydra.sweeper.params) == [key]
+            assert cfg.hydra.sweep.dir.startswith(f"logs/ablations/{name}/toy/")
+        for task, frames in budgets.items():
+            cfg = compose("train", overrides=[f"experiment=paper_{task}", "paths.output_dir=/tmp/algd-unused"])
+            assert (cfg.env.name, cfg.protocol.name, cfg.total_frames) == (task, "paper", frames)
