@@ -164,6 +164,11 @@ def validate(cfg) -> None:
     if cfg.collector.name == "multi":  # the workers step together and share each batch
         _check(cfg.collector.frames_per_batch % cfg.collector.workers == 0, "collector.frames_per_batch",
                cfg.collector.frames_per_batch, f"a multiple of collector.workers ({cfg.collector.workers})")
+    if get("callbacks.video.every_frames") is not None:
+        integer("callbacks.video.every_frames", 0, "null or 0 (off) or an integer >= 1 (frames between videos)")
+    for key in ["callbacks.video.max_frames", "callbacks.video.width", "callbacks.video.height",
+                "callbacks.video.fps"]:
+        integer(key, 1)
     if get("collector.sync_every_frames") is not None:
         integer("collector.sync_every_frames", 1, "null (refresh before every collection) or an integer >= 1")
     _check(cfg.warmup_frames < cfg.total_frames, "warmup_frames", cfg.warmup_frames,
@@ -263,7 +268,8 @@ def run(cfg) -> dict[str, float]:
     from lightning.pytorch.loggers import TensorBoardLogger
     from omegaconf import OmegaConf
 
-    from algd.callbacks import Checkpointer, Evaluator, FrameLogger, FrameProgressBar, Resume, load_checkpoint
+    from algd.callbacks import (Checkpointer, Evaluator, FrameLogger, FrameProgressBar, Resume, VideoRecorder,
+                                load_checkpoint)
     from algd.data import RLDataModule
     from algd.envs import per_step_cost_target
     from algd.module import NonFiniteLossError, SafeActorCritic
@@ -328,6 +334,8 @@ def run(cfg) -> dict[str, float]:
                               episodes=int(cfg.eval_episodes))
         checkpointer = Checkpointer(str(out_dir / "checkpoints"), int(cfg.checkpoint_every_frames))
         callbacks = [FrameLogger(int(cfg.log_every_frames)), evaluator, checkpointer, FrameProgressBar()]
+        if cfg.callbacks.video.every_frames:
+            callbacks.insert(2, VideoRecorder(factory, info, seed=int(cfg.seed), **cfg.callbacks.video))
         if ckpt is not None:
             callbacks.insert(0, Resume(ckpt, ckpt_path))  # first: the others read the restored frame counter
             ckpt = None
