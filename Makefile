@@ -10,7 +10,7 @@ LOGDIR  ?= logs
 PYTEST_ARGS ?=
 STAMP   := $(VENV)/.installed
 
-.PHONY: help install train test test-slow test-gpu tensorboard clean bench ablate report claim
+.PHONY: help install train eval test test-slow test-gpu tensorboard clean bench ablate report claim
 
 help: ## Show this help
 	@echo "algd — Augmented Lagrangian-Guided Diffusion for safe RL"
@@ -26,6 +26,7 @@ help: ## Show this help
 	@echo "  make train ARGS=\"resume=logs/runs/PointButton/<run> total_frames=200000\"   # continue a run"
 	@echo "  make ablate ABL=energy ENV=PointButton SEEDS=5 ARGS=\"experiment=paper_PointButton\""
 	@echo "  make report SWEEP=logs/ablations/energy/PointButton/<time>"
+	@echo "  make eval RUN=logs/runs/PointButton/<run> EPISODES=20 VIDEO=1       # evaluate its policy, write a video"
 
 # The venv is (re)built when any install input changes; otherwise this is a no-op.
 $(STAMP): pyproject.toml constraints.txt scripts/install.sh scripts/patch_safety_gymnasium.py
@@ -39,6 +40,12 @@ ENV_ARG = $(if $(and $(findstring resume=,$(ARGS)),$(filter file,$(origin ENV)))
 
 train: $(STAMP) ## Train: make train ENV=<task> ARGS="<hydra overrides>"; continue a run with ARGS="resume=<run dir>"
 	@$(PY) -m algd.train $(ENV_ARG) $(ARGS)
+
+RUN      ?=
+EPISODES ?= 20
+VIDEO    ?=
+eval: $(STAMP) ## Evaluate a policy: make eval RUN=<run dir or checkpoint> EPISODES=20 [VIDEO=1] [ARGS="<overrides>"]
+	@$(PY) -m algd.evaluate $(if $(RUN),"$(RUN)") --episodes $(EPISODES) $(if $(filter 1 true yes,$(VIDEO)),--video) $(ARGS)
 
 test: $(STAMP) ## Run the test suite (unit, config, end-to-end incl. real Safety-Gymnasium); < 10 min on 2 cores
 	@$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)

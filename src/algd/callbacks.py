@@ -16,6 +16,8 @@ from algd.actors import acting_copy, load_weights_
 from algd.envs import EnvInfo, episode_cost, reseed
 from algd.errors import CheckpointError
 
+EVAL_SEED_OFFSET = 10_000  # evaluation episodes (and videos) are seeded with seed + EVAL_SEED_OFFSET
+
 
 def _writer(trainer: L.Trainer):
     return trainer.logger.experiment if trainer.logger is not None else None
@@ -88,10 +90,12 @@ class FrameLogger(_EveryFrames):
             self.fire(trainer, pl_module, trainer.datamodule.frames)
 
 
-def evaluate(policy, env, episodes: int, max_steps: int, cost_discount: float | None = None) -> dict[str, float]:
+def evaluate(policy, env, episodes: int, max_steps: int, cost_limit: float | None = None,
+             cost_discount: float | None = None) -> dict[str, float]:
     """Deterministic episodes; undiscounted return. ``eval/cost`` is the episode cost as the task's limit counts it:
     the plain sum, or with ``cost_discount`` = γ the discounted sum Σ_t γ^t·c_t (then ``eval/cost_undiscounted``
-    holds the plain sum too). Returns means and standard deviations."""
+    holds the plain sum too). Returns means and standard deviations and, given the ``cost_limit``, the violation
+    rate: the fraction of episodes whose cost exceeds it."""
     returns, costs, plain_costs, lengths = [], [], [], []
     with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
         for _ in range(episodes):
@@ -106,7 +110,17 @@ def evaluate(policy, env, episodes: int, max_steps: int, cost_discount: float | 
            "eval/length": sum(lengths) / len(lengths)}
     if cost_discount is not None:
         out["eval/cost_undiscounted"] = sum(plain_costs) / len(plain_costs)
+    if cost_limit is not None:
+        out["eval/violation_rate"] = (c > cost_limit).float().mean().item()
     return out
+
+
+def refreshed_copy(copy: torch.nn.Module | None, actor: torch.nn.Module) -> torch.nn.Module:
+    """A CPU acting copy of the learner's ``actor`` for evaluation: made on first use, then refreshed in place."""
+    if copy is None:
+        return acting_copy(actor).eval()
+    load_weights_(copy, actor)
+    return copy
 
 
 class Evaluator(_EveryFrames):
@@ -127,17 +141,15 @@ class Evaluator(_EveryFrames):
     def fire(self, trainer, pl_module, frames):
         if self.episodes <= 0:
             return
+        seed = self.seed + EVAL_SEED_OFFSET
         if self.env is None:
-            self.env = self.env_factory(self.seed + 10_000)
-        if self.actor is None:
-            self.actor = acting_copy(pl_module.actor).eval()
-        else:
-            load_weights_(self.actor, pl_module.actor)
+            self.env = self.env_factory(seed)
+        self.actor = refreshed_copy(self.actor, pl_module.actor)
         with torch.random.fork_rng(devices=[]):  # the copy acts on CPU
-            torch.manual_seed(self.seed + 10_000)
-            reseed(self.env, self.seed + 10_000)
+            torch.manual_seed(seed)
+            reseed(self.env, seed)
             self.last = evaluate(self.actor.policy(), self.env, self.episodes, self.info.episode_length,
-                                 self.info.eval_cost_discount)
+                                 self.info.cost_limit, self.info.eval_cost_discount)
         log_scalars(trainer, self.last, frames)
         tqdm.write(f"[eval] frames {frames}: return {self.last['eval/return']:.2f} ± {self.last['eval/return_std']:.2f}"
                    f"  cost {self.last['eval/cost']:.2f} ± {self.last['eval/cost_std']:.2f}"
@@ -151,6 +163,64 @@ class Evaluator(_EveryFrames):
         if self.env is not None:
             self.env.close()
             self.env = None
+
+
+class VideoRecorder(_EveryFrames):
+    """Every ``every_frames`` frames (0 or None: never) one deterministic evaluation episode (the Evaluator's first,
+    same seed), rendered at ``width`` × ``height`` on its own render env (at most ``max_frames`` frames), logged to
+    TensorBoard as ``eval/video`` at ``fps``. When videos cannot be made (no renderer, no moviepy 1.x) it prints one
+    warning naming the cause and the fix, and training goes on without videos."""
+
+    TAG = "eval/video"
+
+    def __init__(self, env_factory, info: EnvInfo, seed: int, every_frames: int | None, max_frames: int = 400,
+                 width: int = 128, height: int = 128, fps: int = 30, camera: str | None = "track"):
+        super().__init__(every_frames or 0)
+        self.env_factory, self.info, self.seed = env_factory, info, int(seed)
+        self.max_frames, self.width, self.height, self.fps = int(max_frames), int(width), int(height), int(fps)
+        self.camera = camera
+        self.env = self.actor = None
+
+    def _turn_off(self, why: str) -> None:
+        self._next = None
+        tqdm.write(f"[algd] warning: evaluation videos are off: {why}; training continues", file=sys.stderr)
+        self._close()
+
+    def on_train_start(self, trainer, pl_module):
+        super().on_train_start(trainer, pl_module)
+        from algd.video import tensorboard_video_problem
+
+        problem = tensorboard_video_problem() if self._next is not None else None
+        if problem:
+            self._turn_off(f"{problem} (fix: pip install -c constraints.txt moviepy==1.0.3)")
+
+    def fire(self, trainer, pl_module, frames):
+        from algd.video import record_episode, render_failure
+
+        writer = _writer(trainer)
+        if writer is None:
+            return
+        seed = self.seed + EVAL_SEED_OFFSET
+        self.actor = refreshed_copy(self.actor, pl_module.actor)
+        try:
+            if self.env is None:
+                self.env = self.env_factory.render_env(seed, self.width, self.height, self.camera)
+            video = record_episode(self.env, self.actor.policy(), seed, self.max_frames)
+        except Exception as err:  # noqa: BLE001  (a missing GL library must not stop a long run)
+            self._turn_off(render_failure(self.info.name, err))
+            return
+        writer.add_video(self.TAG, torch.from_numpy(video).permute(0, 3, 1, 2).unsqueeze(0), frames, fps=self.fps)
+
+    def _close(self):
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+
+    def on_train_end(self, trainer, pl_module):
+        self._close()
+
+    def on_exception(self, trainer, pl_module, exception):
+        self._close()
 
 
 def atomic_save_checkpoint(trainer: L.Trainer, path: Path, with_replay: bool = False) -> None:

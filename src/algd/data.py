@@ -132,6 +132,14 @@ def make_collector(envs, policy, frames_per_batch: int, overlap: bool = False):
     return MultiSyncCollector(list(envs), policy, cat_results="stack", **multi)
 
 
+def env_specs(env: EnvBase) -> dict:
+    """Runtime sizes for the networks (``obs_dim``, ``act_dim``, action bounds), read from the env specs."""
+    obs_spec = env.observation_spec["observation"]
+    act_spec = env.action_spec
+    return {"obs_dim": int(obs_spec.shape[-1]), "act_dim": int(act_spec.shape[-1]),
+            "action_low": act_spec.space.low.float().clone(), "action_high": act_spec.space.high.float().clone()}
+
+
 class RLDataModule(L.LightningDataModule):
     """Owns the training env, the collector, the replay buffer, the frame counter and the episode statistics."""
 
@@ -178,11 +186,7 @@ class RLDataModule(L.LightningDataModule):
 
     def specs(self) -> dict:
         """Runtime sizes for the model, read from the env specs."""
-        env = self.build_env()
-        obs_spec = env.observation_spec["observation"]
-        act_spec = env.action_spec
-        return {"obs_dim": int(obs_spec.shape[-1]), "act_dim": int(act_spec.shape[-1]),
-                "action_low": act_spec.space.low.float().clone(), "action_high": act_spec.space.high.float().clone()}
+        return env_specs(self.build_env())
 
     def set_policy(self, actor: torch.nn.Module) -> None:
         """The learner's actor; the collector acts with a CPU copy of it, refreshed every ``sync_every_frames``."""

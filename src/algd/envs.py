@@ -128,10 +128,20 @@ class SafetyGymFactory:
         self.id, self.fixed_layout, self.layout_seed = id, bool(fixed_layout), int(layout_seed)
 
     def __call__(self, seed: int) -> EnvBase:
+        return self._make(seed)
+
+    def render_env(self, seed: int, width: int, height: int, camera: str | None = "track") -> EnvBase:
+        """The env of ``__call__(seed)`` that can also draw RGB frames (:func:`render_frame`), for videos only:
+        rendering never slows down the training env. ``camera``: a Safety-Gymnasium camera name (``track`` follows
+        the agent from above, ``fixednear``/``fixedfar`` see the whole arena, ``vision`` is the agent's own view)."""
+        return self._make(seed, render_mode="rgb_array", width=int(width), height=int(height),
+                          camera_name=camera or "track")
+
+    def _make(self, seed: int, **render) -> EnvBase:
         safety_gymnasium = import_safety_gymnasium()
         from torchrl.envs.libs.safety_gymnasium import SafetyGymnasiumWrapper
 
-        raw = safety_gymnasium.make(self.id, max_episode_steps=self.info.episode_length)
+        raw = safety_gymnasium.make(self.id, max_episode_steps=self.info.episode_length, **render)
         if self.fixed_layout:
             # Seeding is refused once the layout is frozen, so seed first, then freeze.
             raw.reset(seed=self.layout_seed)
@@ -157,6 +167,22 @@ class _EpisodeRng(gymnasium.Wrapper):
 
     def set_rng(self, state: dict) -> None:
         self._task_rng().set_state(mt19937_from_dict(state))
+
+    def render(self):
+        task = self.env.unwrapped.task
+        if not task._viewers:  # before the offscreen GL context exists: no multisampling, ~2.5× faster in software
+            task.model.vis.quality.offsamples = 0
+        return self.env.render()
+
+    def close(self):
+        # Free the offscreen renderers now: left to the garbage collector at interpreter exit, their EGL contexts
+        # print EGLError tracebacks (safety_gymnasium never closes them).
+        task = self.env.unwrapped.task
+        for viewer in task._viewers.values():
+            viewer.close()
+        task._viewers.clear()
+        task.viewer = None
+        super().close()
 
 
 class SpeedCost(gymnasium.Wrapper):
@@ -274,6 +300,20 @@ class ToyHazardEnv(EnvBase):
     def _set_seed(self, seed: int | None) -> None:
         self._rng.manual_seed(int(seed) if seed is not None else 0)
 
+    def render(self, width: int = 64, height: int = 64) -> np.ndarray:
+        """An RGB frame (uint8, [height, width, 3]) of the square [−2, 2]²: the hazard disc (red; darker while the
+        point is inside), the goal (green) and the point (blue)."""
+        ys, xs = np.meshgrid(np.linspace(2, -2, height), np.linspace(-2, 2, width), indexing="ij")
+        frame = np.full((height, width, 3), 235, dtype=np.uint8)
+        pos = self._pos.numpy()
+        inside = bool(np.linalg.norm(pos) < self.hazard_radius)
+        pixel = 4.0 / min(width, height)  # discs at least ~2 pixels wide at any size
+        for (cx, cy), radius, color in [((0.0, 0.0), self.hazard_radius, (160, 30, 30) if inside else (230, 120, 120)),
+                                        (self.GOAL, max(0.1, 1.5 * pixel), (40, 170, 60)),
+                                        (tuple(pos), max(0.08, 1.5 * pixel), (40, 70, 200))]:
+            frame[(xs - cx) ** 2 + (ys - cy) ** 2 <= radius**2] = color
+        return frame
+
 
 class ToyFactory:
     """Factory for :class:`ToyHazardEnv` (``env=toy``); it has its own episode length and cost limit."""
@@ -287,3 +327,17 @@ class ToyFactory:
 
     def __call__(self, seed: int) -> EnvBase:
         return ToyHazardEnv(seed=int(seed), **self.kwargs)
+
+    def render_env(self, seed: int, width: int, height: int, camera: str | None = None) -> EnvBase:
+        """The env of ``__call__(seed)``; :func:`render_frame` draws it at ``width`` × ``height`` (no camera)."""
+        env = self(seed)
+        env.render_size = (int(width), int(height))
+        return env
+
+
+def render_frame(env: EnvBase) -> np.ndarray:
+    """The current RGB frame (uint8, [H, W, 3]) of an env built by a factory's ``render_env``."""
+    base = _base(env)
+    if isinstance(base, ToyHazardEnv):
+        return base.render(*getattr(base, "render_size", (64, 64)))
+    return base._env.render()

@@ -92,14 +92,39 @@ def _override_key(arg: str) -> str:
     return arg.partition("=")[0].lstrip("+~")
 
 
-def find_checkpoint(path: str | Path) -> tuple[Path, Path]:
-    """(run dir, checkpoint) for ``resume=<run dir or checkpoint file>``."""
+def find_checkpoint(path: str | Path, key: str = "resume") -> tuple[Path, Path]:
+    """(run dir, checkpoint) for ``<key>=<run dir or checkpoint file>``."""
     path = Path(path).expanduser().resolve()
     if path.is_file():
         return path.parent.parent, path
     if not path.is_dir():
-        raise ConfigError(f"resume={path}: no such run directory or checkpoint file")
+        raise ConfigError(f"{key}={path}: no such run directory or checkpoint file")
     return path, path / "checkpoints" / "last.ckpt"
+
+
+def load_run(value: str, key: str = "resume") -> tuple[Path, Path, list[str]]:
+    """(run dir, checkpoint, the run's own overrides from ``.hydra/overrides.yaml``) for ``<key>=<run dir or
+    checkpoint file>``; one clear error when it is not an algd run or has no checkpoint yet."""
+    run_dir, ckpt = find_checkpoint(value, key)
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"{key}={value}: {run_dir} is not an algd run directory (no .hydra/overrides.yaml); "
+                          f"pass the folder printed as 'run dir:' when the run started")
+    if not ckpt.is_file():
+        raise ConfigError(f"{key}={value}: no checkpoint at {ckpt} (the run stopped before its first checkpoint)")
+    import yaml
+
+    original = [a for a in (yaml.safe_load(saved.read_text()) or []) if _override_key(a) != "resume"]
+    return run_dir, ckpt, original
+
+
+def merge_overrides(original: list[str], new: list[str]) -> list[str]:
+    """The run's overrides, then the new ones: a later value of a key wins (one entry per key)."""
+    merged: dict[str, str] = {}
+    for arg in [*original, *new]:
+        merged.pop(_override_key(arg), None)
+        merged[_override_key(arg)] = arg
+    return list(merged.values())
 
 
 def expand_resume(argv: list[str]) -> tuple[list[str], Path | None]:
@@ -111,17 +136,7 @@ def expand_resume(argv: list[str]) -> tuple[list[str], Path | None]:
     if any(a in ("-m", "--multirun") for a in argv):
         raise ConfigError("resume= continues one run and cannot be combined with --multirun; resume each job's "
                           "directory separately")
-    run_dir, ckpt = find_checkpoint(values[-1])
-    saved = run_dir / ".hydra" / "overrides.yaml"
-    if not saved.is_file():
-        raise ConfigError(f"resume={values[-1]}: {run_dir} is not an algd run directory (no .hydra/overrides.yaml); "
-                          f"pass the folder printed as 'run dir:' when the run started")
-    if not ckpt.is_file():
-        raise ConfigError(f"resume={values[-1]}: no checkpoint at {ckpt} (the run stopped before its first "
-                          f"checkpoint; start it again)")
-    import yaml
-
-    original = [a for a in (yaml.safe_load(saved.read_text()) or []) if _override_key(a) != "resume"]
+    run_dir, ckpt, original = load_run(values[-1])
     new = [a for a in argv if _override_key(a) != "resume"]
     before = {_override_key(a): a.partition("=")[2] for a in original}
     for arg in new:
@@ -129,11 +144,7 @@ def expand_resume(argv: list[str]) -> tuple[list[str], Path | None]:
         if key in ("env", "actor") and value != before.get(key, value):
             raise ConfigError(f"resume={values[-1]}: the run was trained with {key}={before[key]}; {key}={value} "
                               f"would not fit its checkpoint (start a new run instead)")
-    merged: dict[str, str] = {}
-    for arg in [*original, *new]:
-        merged.pop(_override_key(arg), None)
-        merged[_override_key(arg)] = arg
-    out = [*merged.values(), f"hydra.run.dir={_quote(str(run_dir))}", f"resume={_quote(str(ckpt))}"]
+    out = [*merge_overrides(original, new), f"hydra.run.dir={_quote(str(run_dir))}", f"resume={_quote(str(ckpt))}"]
     return out, run_dir
 
 
@@ -190,6 +201,11 @@ def validate(cfg) -> None:
     if cfg.collector.name == "multi":  # the workers step together and share each batch
         _check(cfg.collector.frames_per_batch % cfg.collector.workers == 0, "collector.frames_per_batch",
                cfg.collector.frames_per_batch, f"a multiple of collector.workers ({cfg.collector.workers})")
+    if get("callbacks.video.every_frames") is not None:
+        integer("callbacks.video.every_frames", 0, "null or 0 (off) or an integer >= 1 (frames between videos)")
+    for key in ["callbacks.video.max_frames", "callbacks.video.width", "callbacks.video.height",
+                "callbacks.video.fps"]:
+        integer(key, 1)
     if get("collector.sync_every_frames") is not None:
         integer("collector.sync_every_frames", 1, "null (refresh before every collection) or an integer >= 1")
     _check(cfg.warmup_frames < cfg.total_frames, "warmup_frames", cfg.warmup_frames,
@@ -233,6 +249,11 @@ def validate(cfg) -> None:
            "true or false")
     if cfg.trainer.threads is not None:
         integer("trainer.threads", 1, "null (torch's default) or an integer >= 1")
+
+
+def protocol_name(cfg) -> str:
+    """The evaluation protocol a config describes (the toy env has its own)."""
+    return cfg.protocol.name if cfg.env.name != "toy" else "toy"
 
 
 def build(node, **kwargs):
@@ -291,7 +312,8 @@ def run(cfg) -> dict[str, float]:
     from lightning.pytorch.loggers import TensorBoardLogger
     from omegaconf import OmegaConf
 
-    from algd.callbacks import Checkpointer, Evaluator, FrameLogger, FrameProgressBar, Resume, load_checkpoint
+    from algd.callbacks import (Checkpointer, Evaluator, FrameLogger, FrameProgressBar, Resume, VideoRecorder,
+                                load_checkpoint)
     from algd.data import RLDataModule
     from algd.envs import per_step_cost_target
     from algd.module import NonFiniteLossError, SafeActorCritic
@@ -333,7 +355,7 @@ def run(cfg) -> dict[str, float]:
     info = factory.info
     discounted = info.eval_cost_discount is not None
     h = per_step_cost_target(info.cost_limit, float(cfg.cost_gamma), info.episode_length, discounted=discounted)
-    protocol = cfg.protocol.name if cfg.env.name != "toy" else "toy"
+    protocol = protocol_name(cfg)
     limit = (f"{info.cost_limit:g} (discounted episode cost, γ = {info.eval_cost_discount:g})" if discounted
              else f"{info.cost_limit:g} (episode cost)")
     print(f"[algd] run dir: {out_dir}")
@@ -365,6 +387,8 @@ def run(cfg) -> dict[str, float]:
                               episodes=int(cfg.eval_episodes))
         checkpointer = Checkpointer(str(out_dir / "checkpoints"), int(cfg.checkpoint_every_frames))
         callbacks = [FrameLogger(int(cfg.log_every_frames)), evaluator, checkpointer, FrameProgressBar()]
+        if cfg.callbacks.video.every_frames:
+            callbacks.insert(2, VideoRecorder(factory, info, seed=int(cfg.seed), **cfg.callbacks.video))
         if ckpt is not None:
             callbacks.insert(0, Resume(ckpt, ckpt_path))  # first: the others read the restored frame counter
             ckpt = None
