@@ -88,6 +88,7 @@ def test_unknown_env_fails_with_one_clear_line(tmp_path):
     assert "unknown env 'NoSuchTask'" in lines[0] and "PointButton" in lines[0] and "toy" in lines[0]
 
 
+@pytest.mark.slow  # ~80 s: run by `make test-slow` (keeps the default `make test` under 10 minutes with the install)
 def test_sac_lag_learns_a_safe_policy_on_toy(tmp_path):
     """A cheap version of the acceptance check: SAC-Lag on the toy task ends under the cost limit (2) with a return
     far above a random policy's (≈ −90: the point barely moves from the start, 2 units from the goal)."""

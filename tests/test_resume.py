@@ -166,7 +166,7 @@ def _corrupt_run(tmp_path: Path) -> Path:
 
 
 BAD_INPUTS = [
-    (["env=NoSuchTask"], "unknown env 'NoSuchTask'; valid env names: CarButton"),
+    (["env=NoSuchTask"], "unknown env 'NoSuchTask'; valid env names: Ant, CarButton"),
     (["actor=transformer"], "unknown actor 'transformer'; valid actor names: diffusion, diffusion_ve, gaussian"),
     (["energy=quadratic"], "unknown energy 'quadratic'; valid energy names: augmented, lagrangian"),
     (["actor.steps=0"], "invalid actor.steps=0: must be an integer >= 1 (K, the number of denoising steps)"),

@@ -1,5 +1,7 @@
 """Scaling out: multi-process collection (TorchRL MultiSyncCollector) and parallel sweeps through Hydra launchers."""
 
+import pytest
+
 from conftest import run_dirs, run_train
 from test_end_to_end import load_ckpt, scalars
 
@@ -122,6 +124,7 @@ def test_ray_sweep_completes_on_a_local_ray_instance(tmp_path):
     assert all(load_ckpt(d / "checkpoints" / "last.ckpt")["RLDataModule"]["frames"] == 200 for d in dirs)
 
 
+@pytest.mark.slow  # the failing-job path is covered for joblib in make test; Ray adds ~17 s
 def test_ray_sweep_with_a_failing_job_ends_with_the_summary(tmp_path):
     job = ["seed=0" if a == "seed=0,1" else "total_frames=200,50" if a == "total_frames=200" else a for a in TOY_JOB]
     proc = run_train("-m", *RAY, *job, "trainer.threads=1", tmp_path=tmp_path)
