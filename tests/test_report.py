@@ -100,7 +100,7 @@ def test_presets_compose():
              "mc_samples": "actor.mc_samples", "baselines": "experiment"}
     assert config_options("ablation") == sorted(swept)
     budgets = {"PointButton": 100000, "CarButton": 150000, "PointButton2": 200000, "PointPush": 200000,
-               "CarButton2": 300000}
+               "CarButton2": 300000, "HalfCheetah": 100000, "Hopper": 150000, "Ant": 200000, "Humanoid": 500000}
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         for name, key in swept.items():
             cfg = compose("train", overrides=[f"ablation={name}", "env=toy"], return_hydra_config=True)
