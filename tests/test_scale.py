@@ -1,4 +1,4 @@
-"""Scaling out: multi-process collection (TorchRL MultiSyncCollector) and parallel sweeps through Hydra launchers."""
+"""Scaling out: multi-process collection (TorchRL MultiSyncCollector / MultiAsyncCollector) and parallel sweeps through Hydra launchers."""
 
 import pytest
 
@@ -6,12 +6,12 @@ from conftest import run_dirs, run_train
 from test_end_to_end import load_ckpt, scalars
 
 
-def test_multi_collector_counts_frames_and_costs_once(tmp_path):
-    """collector=multi with 2 env processes: the frame budget is met exactly, every frame reaches the replay buffer
-    once, per-env episode statistics survive the interleaving, and training completes."""
-    proc = run_train("env=toy", "collector=multi", "collector.workers=2", "collector.frames_per_batch=20",
-                     "total_frames=300", "warmup_frames=100", "batch_size=32", "utd=1", "eval_every_frames=300",
-                     "eval_episodes=1", "log_every_frames=100", "trainer.threads=1", tmp_path=tmp_path)
+def _train_with_collector(tmp_path, *collector_args):
+    """A 300-frame toy run (2 env processes) that must complete with the frame budget met exactly, every counted frame
+    in the replay buffer once and the counted cost equal to the buffer's; (run dir, summed replay cost)."""
+    proc = run_train("env=toy", *collector_args, "collector.workers=2", "total_frames=300", "warmup_frames=100",
+                     "batch_size=32", "utd=1", "eval_every_frames=300", "eval_episodes=1", "log_every_frames=100",
+                     "trainer.threads=1", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[algd] done: 300 frames, 200 updates" in proc.stdout
     (run_dir,) = run_dirs(tmp_path)
@@ -20,6 +20,13 @@ def test_multi_collector_counts_frames_and_costs_once(tmp_path):
     assert dm["frames"] == replay["size"] == 300
     replay_cost = float(replay["data"]["next"]["cost"].sum())
     assert abs(dm["collected_cost"] - replay_cost) < 1e-6
+    return run_dir, replay_cost
+
+
+def test_multi_collector_counts_frames_and_costs_once(tmp_path):
+    """collector=multi with 2 env processes: the frame budget is met exactly, every frame reaches the replay buffer
+    once, per-env episode statistics survive the interleaving, and training completes."""
+    run_dir, replay_cost = _train_with_collector(tmp_path, "collector=multi", "collector.frames_per_batch=20")
     tags = scalars(run_dir)
     # 2 envs × 150 steps = 3 full 50-step episodes each: 6 episodes of length 50 whose costs add up to the buffer's
     assert [e.value for e in tags["train/episode_length"]] == [50.0] * 6
@@ -62,17 +69,7 @@ def test_async_collector_overlaps_and_counts_frames_once(tmp_path):
     """collector=async (MultiAsyncCollector, 2 env processes collecting while the learner trains): the frame budget is
     met exactly, every counted frame is in the replay buffer once, and episodes are assembled per trajectory although
     batches of the two envs interleave (every finished episode has the toy env's 50 steps)."""
-    proc = run_train("env=toy", "collector=async", "collector.workers=2", "collector.frames_per_batch=10",
-                     "total_frames=300", "warmup_frames=100", "batch_size=32", "utd=1", "eval_every_frames=300",
-                     "eval_episodes=1", "log_every_frames=100", "trainer.threads=1", tmp_path=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "[algd] done: 300 frames, 200 updates" in proc.stdout
-    (run_dir,) = run_dirs(tmp_path)
-    dm = load_ckpt(run_dir / "checkpoints" / "last.ckpt")["RLDataModule"]
-    replay = dm["replay"]
-    assert dm["frames"] == replay["size"] == 300
-    replay_cost = float(replay["data"]["next"]["cost"].sum())
-    assert abs(dm["collected_cost"] - replay_cost) < 1e-6
+    run_dir, replay_cost = _train_with_collector(tmp_path, "collector=async", "collector.frames_per_batch=10")
     lengths = [e.value for e in scalars(run_dir)["train/episode_length"]]
     # at most 49 unfinished frames per worker: at least 300 - 98 frames sit in finished episodes, so >= 5 of them
     assert len(lengths) >= 5 and set(lengths) == {50.0}

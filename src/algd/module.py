@@ -25,6 +25,7 @@ from torch import nn
 from torch.profiler import record_function
 
 from algd import perf
+from algd.data import TRANSITION_KEYS
 from algd.nets import QEnsemble, polyak_
 
 
@@ -108,7 +109,7 @@ class SafeActorCritic(L.LightningModule):
         groups = [list(m.parameters()) for m in (self.q, self.qc, self.actor, self.multiplier)]
         return [self.optim(params=g) for g in groups if g]
 
-    def _step(self, opt, loss: torch.Tensor, params) -> None:  # noqa: D401
+    def _step(self, opt, loss: torch.Tensor, params) -> None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_clip:
@@ -235,8 +236,6 @@ class SafeActorCritic(L.LightningModule):
 
 
 LOSSES = ("loss/critic", "loss/cost_critic", "loss/actor")
-BATCH_KEYS = ["observation", "action", ("next", "observation"), ("next", "reward"), ("next", "cost"),
-              ("next", "terminated")]
 
 
 class GraphedUpdate:
@@ -255,7 +254,7 @@ class GraphedUpdate:
             if not all(group.get("capturable", False) for group in opt.param_groups):
                 raise ValueError(f"cuda_graphs needs capturable optimisers (optim.capturable=true); "
                                  f"{type(opt).__name__} is not")
-        self.static = batch.select(*BATCH_KEYS).clone()
+        self.static = batch.select(*TRANSITION_KEYS).clone()
         tensors = [*model.parameters(), *model.buffers()]
         saved = [t.detach().clone() for t in tensors]
         saved_state = {id(t): t.clone() for opt in self.optimizers for st in opt.state.values()
@@ -272,8 +271,12 @@ class GraphedUpdate:
             for opt in self.optimizers:
                 for st in opt.state.values():
                     for t in st.values():
-                        if torch.is_tensor(t):
-                            t.copy_(saved_state[id(t)]) if id(t) in saved_state else t.zero_()
+                        if not torch.is_tensor(t):
+                            continue
+                        if id(t) in saved_state:
+                            t.copy_(saved_state[id(t)])
+                        else:
+                            t.zero_()
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         self.graph = torch.cuda.CUDAGraph()
@@ -281,6 +284,6 @@ class GraphedUpdate:
             self.out = model.learn(self.static, self.optimizers, check=False)
 
     def __call__(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
-        self.static.update_(batch.select(*BATCH_KEYS))
+        self.static.update_(batch.select(*TRANSITION_KEYS))
         self.graph.replay()
         return self.out
