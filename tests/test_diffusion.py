@@ -101,13 +101,14 @@ def test_chain_records_the_latent_evaluated_at_tau():
     torch.manual_seed(0)
     actor = _actor(steps=4)
     seen = {}
-    forward = actor.net.forward
+    forward, calls = actor.net.from_base, []
 
-    def spy(obs, squashed, t):
-        seen[int(t)] = squashed.detach().clone()
-        return forward(obs, squashed, t)
+    def spy(base, squashed):  # the chain evaluates the net at indices K−1 … 0, in that order
+        seen[actor.steps - 1 - len(calls)] = squashed.detach().clone()
+        calls.append(1)
+        return forward(base, squashed)
 
-    actor.net.forward = spy
+    actor.net.from_base = spy
     tau = torch.tensor([0, 1, 2, 3, 3, 0])
     _, x_tau = actor.chain(torch.randn(6, 3), tau=tau)
     for i, t in enumerate(tau.tolist()):

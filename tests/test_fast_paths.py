@@ -199,6 +199,78 @@ def test_update_matches_plain_reference(name):
             torch.testing.assert_close(fast, g, rtol=RTOL, atol=ATOL, msg=key)
 
 
+@pytest.mark.parametrize("name", list(ACTORS))
+def test_fused_adam_updates_like_plain_adam(name):
+    """The CPU default (``optim.fused=null`` → fused Adam) trains the same parameters as the for-loop Adam: 5 full
+    updates from the same init, batch and random draws."""
+    params = []
+    for fused in (False, True):
+        torch.manual_seed(0)
+        model = _model(ACTORS[name][0])
+        model.optim = partial(torch.optim.Adam, lr=1e-3, fused=fused)
+        opts = model.configure_optimizers()
+        model.optimizers = lambda opts=opts: opts
+        torch.manual_seed(1)
+        for seed in range(5):
+            model.update(_batch(seed))
+        params.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert not torch.equal(params[0], torch.cat([p.detach().flatten() for p in _seeded_init(name)])), "no update"
+    torch.testing.assert_close(params[1], params[0], rtol=1e-5, atol=1e-6)
+
+
+def _seeded_init(name):
+    torch.manual_seed(0)
+    return list(_model(ACTORS[name][0]).parameters())
+
+
 def test_keep_heap_is_idempotent():
     first = perf.keep_heap()
     assert perf.keep_heap() == first
+
+
+# ----------------------------------------------------------------------------------- lean Safety-Gymnasium env
+@pytest.mark.safety_gym
+@pytest.mark.parametrize("task", ["safety_gym", "velocity"])
+def test_lean_env_equals_torchrl_wrapper(task):
+    """SafetyGymEnv gives the rollout TorchRL's SafetyGymnasiumWrapper + DoubleToFloat gives (same seed, same
+    actions, across an auto-reset): every key, dtype, shape and value, and the same specs."""
+    from torchrl.envs import DoubleToFloat, TransformedEnv
+    from torchrl.envs.libs.safety_gymnasium import SafetyGymnasiumWrapper
+
+    from algd.envs import SafetyGymEnv, SafetyGymFactory, VelocityFactory
+
+    if task == "safety_gym":
+        factory, steps = SafetyGymFactory("PointGoal", "SafetyPointGoal1-v0", max_episode_steps=30, cost_limit=10.0,
+                                          fixed_layout=False), 70
+    else:
+        factory, steps = VelocityFactory("Hopper", "paper", "Hopper-v4", cost_limit=82.75, max_episode_steps=40,
+                                         cost_gamma=0.99, obs_dims=None), 90
+    lean = factory(3)
+    assert isinstance(lean, SafetyGymEnv)
+    reference = TransformedEnv(SafetyGymnasiumWrapper(factory(3)._env), DoubleToFloat())
+    for key in ("full_observation_spec", "full_reward_spec", "full_done_spec", "full_action_spec"):
+        assert getattr(lean, key) == getattr(reference, key), key
+    actions = torch.rand(steps, *lean.action_spec.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+    def rollout(env):
+        env.set_seed(11)
+        it = iter(actions)
+        return env.rollout(steps, lambda td: td.set("action", next(it)), break_when_any_done=False)
+
+    a, b = rollout(lean), rollout(reference)
+    assert set(a.keys(True, True)) == set(b.keys(True, True))
+    assert a["next", "done"].any(), "the rollout should cross an episode boundary"
+    for key in a.keys(True, True):
+        assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+    lean.close(), reference.close()
+
+
+def test_bench_breakdown_covers_the_update_and_the_yardstick():
+    """``make bench``'s profiled breakdown: every phase of the update, the matmul-kernel time, and the yardstick."""
+    from algd.bench import PHASES, update_breakdown
+
+    ours, sac = update_breakdown("gaussian", 2), update_breakdown("minimal_sac", 2)
+    assert set(ours) == {*PHASES, "matmul", "total_profiled"} and set(sac) == {"matmul", "total_profiled"}
+    for ms in (ours, sac):
+        assert 0 < ms["matmul"] < ms["total_profiled"]
+    assert ours["critic"] > 0 and ours["cost_critic"] > 0 and ours["actor"] > 0 and ours["score_target"] == 0

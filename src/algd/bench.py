@@ -69,8 +69,10 @@ def build_learner(actor: str, device="cpu", obs_dim: int = OBS, act_dim: int = A
     actors = {"gaussian": GaussianActor, "diffusion": DiffusionActor, "diffusion_ve": DiffusionVEActor}
     model = SafeActorCritic(obs_dim, act_dim, -torch.ones(act_dim), torch.ones(act_dim), h=2.455, cost_done_mask=False,
                             actor=partial(actors[actor]), energy=AugmentedLagrangianEnergy(),
-                            multiplier=LogAdamMultiplier(), optim=partial(torch.optim.Adam, lr=3e-4,
-                                                                          capturable=graphs),
+                            multiplier=LogAdamMultiplier(),
+                            # as training builds it (algd.train): fused Adam on CPU, capturable under CUDA graphs
+                            optim=partial(torch.optim.Adam, lr=3e-4, capturable=graphs,
+                                          fused=True if device == "cpu" else None),
                             cuda_graphs=graphs).to(device)
     opts = model.configure_optimizers()
     model.optimizers = lambda: opts  # outside a Trainer: plain optimisers
@@ -95,23 +97,38 @@ def learner_updates_per_s(actor: str, updates: int, repeats: int, wrap=None, dev
 PHASES = ["targets", "critic", "cost_critic", "actor", "score_target", "multiplier", "polyak"]
 
 
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
 def update_breakdown(actor: str, updates: int) -> dict[str, float]:
-    """Mean ms per update of each named phase of ``update``; ``actor`` excludes its ``score_target`` part."""
+    """Mean ms per update of each named phase of ``update`` (``actor`` excludes its ``score_target`` part), and
+    ``matmul``: the time inside matmul kernels (self time of mm, addmm, bmm, baddbmm) over the whole update.
+    ``actor="minimal_sac"`` profiles the yardstick (``matmul`` and ``total_profiled`` only)."""
     from torch.profiler import ProfilerActivity, profile
 
-    model, batch = build_learner(actor), _batch()
+    if actor == "minimal_sac":
+        update = minimal_sac_update()
+    else:
+        model, batch = build_learner(actor), _batch()
+
+        def update():
+            model.update(batch)
     for _ in range(3):
-        model.update(batch)
+        update()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         t0 = time.perf_counter()
         for _ in range(updates):
-            model.update(batch)
+            update()
         total = (time.perf_counter() - t0) / updates * 1e3
-    ms = dict.fromkeys(PHASES, 0.0)
+    ms = dict.fromkeys(PHASES, 0.0) if actor != "minimal_sac" else {}
+    ms["matmul"] = 0.0
     for event in prof.events():
         if event.name in ms:
             ms[event.name] += event.cpu_time_total / 1e3 / updates
-    ms["actor"] -= ms["score_target"]
+        if event.name in MATMULS:
+            ms["matmul"] += event.self_cpu_time_total / 1e3 / updates
+    if "actor" in ms:
+        ms["actor"] -= ms["score_target"]
     ms["total_profiled"] = total
     return {k: round(v, 3) for k, v in ms.items()}
 
@@ -220,7 +237,7 @@ def collect_fps(env_id: str, frames: int, repeats: int, frames_per_batch: int = 
 
     factory = SafetyGymFactory(name=env_id, id=env_id, max_episode_steps=400, cost_limit=10, fixed_layout=True)
     env = factory(0)
-    raw = env.base_env._env
+    raw = env._env
 
     def raw_loop():
         raw.reset()
@@ -240,8 +257,9 @@ def collect_fps(env_id: str, frames: int, repeats: int, frames_per_batch: int = 
 
     raw_loop()  # warm caches and compile paths once for both
     collector_loop()
-    out = {"raw_fps": median_rate(raw_loop, frames, repeats), "collector_fps": median_rate(collector_loop, frames,
-                                                                                            repeats)}
+    # Interleaved (raw, collector, raw, ...), so a drift of the machine's speed hits both alike; medians.
+    rates = [(median_rate(raw_loop, frames, 1), median_rate(collector_loop, frames, 1)) for _ in range(repeats)]
+    out = {"raw_fps": statistics.median(r for r, _ in rates), "collector_fps": statistics.median(c for _, c in rates)}
     collector.shutdown()
     env.close()
     out["ratio"] = out["collector_fps"] / out["raw_fps"]
@@ -348,7 +366,12 @@ def main() -> None:
             rate = (minimal_sac_updates_per_s(args.updates, args.repeats) if name == "minimal_sac"
                     else learner_updates_per_s(name, args.updates, args.repeats))
             ups[name] = max(ups.get(name, 0.0), rate)
-    result["update_ms_breakdown"] = {name: update_breakdown(name, args.updates) for name in ["diffusion", "gaussian"]}
+    result["update_ms_breakdown"] = {name: update_breakdown(name, args.updates)
+                                     for name in ["diffusion", "gaussian", "minimal_sac"]}
+    # The ratio to minimal_sac if everything but the matmul kernels took no time at all (same run, same kernels).
+    sac_ms = result["update_ms_breakdown"]["minimal_sac"]["total_profiled"]
+    result["matmul_floor_ratio"] = {name: result["update_ms_breakdown"][name]["matmul"] / sac_ms
+                                    for name in ["diffusion", "gaussian"]}
     flops = result["flops_per_update"] = {name: flops_per_update(name) for name in ["diffusion", "gaussian"]}
     flops["minimal_sac"] = minimal_sac_flops()
     result["achieved_gflops"] = {name: flops[name] * ups[name] / 1e9 for name in flops}
@@ -424,6 +447,8 @@ def report(result: dict) -> None:
     print("\nupdate breakdown (ms per update, profiled):")
     for name, phases in result["update_ms_breakdown"].items():
         print(f"  {name:<12} " + "  ".join(f"{k} {v:.1f}" for k, v in phases.items()))
+    print("  matmul floor (the update's matmul-kernel time alone ÷ minimal_sac's whole update): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in result["matmul_floor_ratio"].items()))
     for name, value in result.get("options", {}).items():
         print(f"  option {name:<28} {value:6.1f} updates/s")
     print("\ncollection frames/s (random actions, resets included):")

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torchrl.data import Bounded, Composite, Unbounded
-from torchrl.envs import DoubleToFloat, EnvBase, TransformedEnv
+from torchrl.data import Bounded, Categorical, Composite, Unbounded
+from torchrl.envs import EnvBase
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set before mujoco is imported
 with contextlib.redirect_stderr(io.StringIO()):  # gymnasium-robotics' import-time notice about Adroit tasks
@@ -139,8 +139,6 @@ class SafetyGymFactory:
 
     def _make(self, seed: int, **render) -> EnvBase:
         safety_gymnasium = import_safety_gymnasium()
-        from torchrl.envs.libs.safety_gymnasium import SafetyGymnasiumWrapper
-
         raw = safety_gymnasium.make(self.id, max_episode_steps=self.info.episode_length, **render)
         if self.fixed_layout:
             # Seeding is refused once the layout is frozen, so seed first, then freeze.
@@ -148,7 +146,57 @@ class SafetyGymFactory:
             raw.unwrapped.task.mechanism_conf.randomize_layout = False
         else:
             raw.reset(seed=int(seed))
-        return TransformedEnv(SafetyGymnasiumWrapper(_EpisodeRng(raw)), DoubleToFloat())
+        return SafetyGymEnv(_EpisodeRng(raw))
+
+
+class SafetyGymEnv(EnvBase):
+    """A gymnasium env whose ``step`` returns Safety-Gymnasium's 6-tuple ``(obs, reward, cost, terminated,
+    truncated, info)``, as a TorchRL env with float32 observations, ``cost`` (shape ``[]``, at the root and in
+    ``next``, as TorchRL's ``SafetyGymnasiumWrapper`` lays it out), ``reward`` ``[1]`` and the three done flags.
+
+    It does what ``TransformedEnv(SafetyGymnasiumWrapper(env), DoubleToFloat())`` does, in one ``_step`` that reads the
+    6-tuple straight into tensors: the generic wrapper's per-step machinery (action/observation readers, spec
+    encoding, the float64 → float32 transform and its inverse on the action) cost ≈ 0.3 ms per step, as much as a
+    PointGoal1 physics step (docs/performance.md). Values are the same: float64 → float32 casts, actions passed in the
+    action space's dtype."""
+
+    def __init__(self, env):
+        from torchrl.envs.libs.gym import _gym_to_torchrl_spec_transform
+
+        super().__init__(batch_size=torch.Size([]))
+        self._env = env
+        self._act_dtype = env.action_space.dtype
+        self.observation_spec = Composite(
+            observation=_gym_to_torchrl_spec_transform(env.observation_space, dtype=torch.float32, device="cpu"),
+            cost=Unbounded(shape=(), dtype=torch.float32, device="cpu"))
+        self.action_spec = _gym_to_torchrl_spec_transform(env.action_space, dtype=torch.float32, device="cpu")
+        self.reward_spec = Unbounded(shape=(1,), dtype=torch.float32, device="cpu")
+        flag = Categorical(2, shape=(1,), dtype=torch.bool, device="cpu")
+        self.full_done_spec = Composite(done=flag, terminated=flag.clone(), truncated=flag.clone())
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        action = tensordict.get("action").numpy().astype(self._act_dtype, copy=False)
+        obs, reward, cost, terminated, truncated, _ = self._env.step(action)
+        terminated, truncated = bool(terminated), bool(truncated)
+        return TensorDict(observation=torch.from_numpy(np.asarray(obs)).to(torch.float32),
+                          cost=torch.tensor(float(cost), dtype=torch.float32),
+                          reward=torch.tensor([float(reward)], dtype=torch.float32),
+                          done=torch.tensor([terminated or truncated]), terminated=torch.tensor([terminated]),
+                          truncated=torch.tensor([truncated]))
+
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
+        obs, _ = self._env.reset(**kwargs)
+        false = torch.zeros(1, dtype=torch.bool)
+        return TensorDict(observation=torch.from_numpy(np.asarray(obs)).to(torch.float32),
+                          cost=torch.zeros((), dtype=torch.float32), done=false, terminated=false.clone(),
+                          truncated=false.clone())
+
+    def _set_seed(self, seed: int | None) -> None:
+        self.reset(seed=seed)
+
+    def close(self, *, raise_if_closed: bool = True):
+        self._env.close()
+        super().close(raise_if_closed=raise_if_closed)
 
 
 class _EpisodeRng(gymnasium.Wrapper):
@@ -238,15 +286,13 @@ class VelocityFactory:
         self.id, self.protocol, self.planar, self.obs_dims = id, protocol, bool(planar), obs_dims
 
     def __call__(self, seed: int) -> EnvBase:
-        from torchrl.envs.libs.safety_gymnasium import SafetyGymnasiumWrapper
-
         if self.protocol == "paper":
             raw = SpeedCost(gymnasium.make(self.id, max_episode_steps=self.info.episode_length), self.planar,
                             self.obs_dims)
         else:
             raw = import_safety_gymnasium().make(self.id, max_episode_steps=self.info.episode_length)
         raw.reset(seed=int(seed))
-        return TransformedEnv(SafetyGymnasiumWrapper(raw), DoubleToFloat())
+        return SafetyGymEnv(raw)
 
 
 class ToyHazardEnv(EnvBase):

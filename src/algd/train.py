@@ -347,10 +347,12 @@ def run(cfg) -> dict[str, float]:
         except Exception as err:  # noqa: BLE001  (hydra wraps the component's ValueError)
             cause = err.__cause__ or err
             raise ConfigError(f"invalid {group} config: {cause}") from None
-    if cuda_graphs:  # optimiser steps inside a CUDA graph keep their state on the device
-        from functools import partial
+    from functools import partial
 
+    if cuda_graphs:  # optimiser steps inside a CUDA graph keep their state on the device
         parts["optim"] = partial(parts["optim"], capturable=True)
+    if "fused" in cfg.optim and cfg.optim.fused is None:  # auto: the fused kernel on CPU, torch's default on CUDA
+        parts["optim"] = partial(parts["optim"], fused=True if device == "cpu" else None)
     factory = instantiate(cfg.env, _convert_="all")
     info = factory.info
     discounted = info.eval_cost_discount is not None

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.profiler import record_function
 
@@ -105,9 +106,30 @@ class DiffusionNet(nn.Module):
 
     def forward(self, obs: torch.Tensor, squashed: torch.Tensor, t: torch.Tensor):
         """``t``: a 0-dim index (whole batch) or one index per row. Returns (ε̂ or None, φθ)."""
-        emb = self.embed(t)
-        emb = emb.expand(*obs.shape[:-1], emb.shape[-1])
-        h = self.trunk(torch.cat([obs, squashed, emb], dim=-1))
+        return self.from_base(self.base(self.state_features(obs), t), squashed)
+
+    # Fast path for the chain, which evaluates the net K times at the same states: the first layer splits as
+    # [s, a, emb(t)]·W1ᵀ + b1 = (s·W1_sᵀ + b1) + emb(t)·W1_tᵀ + a·W1_aᵀ. The state part is computed once per chain,
+    # the time part once per index, and each step multiplies only the act_dim action columns.
+    def state_features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(state part of the first layer, bias included, [..., H]; time part for every index [K, H])."""
+        first, d = self.trunk[0], obs.shape[-1]
+        return (F.linear(obs, first.weight[:, :d], first.bias),
+                F.linear(self.embed.weight, first.weight[:, first.in_features - self.embed.embedding_dim:]))
+
+    @staticmethod
+    def base(features: tuple[torch.Tensor, torch.Tensor], t: torch.Tensor) -> torch.Tensor:
+        """The first layer without its action part at index ``t`` (0-dim, or one index per row)."""
+        state, time = features
+        return state + time[t]
+
+    def from_base(self, base: torch.Tensor, squashed: torch.Tensor):
+        """(ε̂ or None, φθ) from the first layer's state and time part ``base`` (:meth:`base`) and the action."""
+        first, a = self.trunk[0], squashed.shape[-1]
+        d = first.in_features - self.embed.embedding_dim - a
+        h = F.linear(squashed, first.weight[:, d: d + a], base)  # base + a·W1_aᵀ in one addmm
+        for i in range(1, len(self.trunk)):
+            h = self.trunk[i](h)
         return (self.eps_head(h) if self.eps_head is not None else None), self.phi_head(h)
 
 
@@ -137,13 +159,16 @@ class _DiffusionBase(nn.Module):
         raise NotImplementedError
 
     # ------------------------------------------------------------------------------------------------ sampling
-    def chain(self, obs: torch.Tensor, deterministic: bool = False, tau: torch.Tensor | None = None):
+    def chain(self, obs: torch.Tensor, deterministic: bool = False, tau: torch.Tensor | None = None,
+              features: tuple[torch.Tensor, torch.Tensor] | None = None):
         """Run the K-step chain; returns (a⁰, x_τ or None).
 
         Stochastic: input ~ N(0, init_std²) and injected noise; deterministic: input 0 and no noise at any step.
         With ``tau`` (one index per row) the latent at which the network is evaluated at index τ is recorded,
-        detached. a⁰ keeps its graph (reparameterised) when grad mode is on.
+        detached. a⁰ keeps its graph (reparameterised) when grad mode is on. ``features``: the net's
+        ``state_features(obs)`` if the caller already has them.
         """
+        features = self.net.state_features(obs) if features is None else features
         shape = (*obs.shape[:-1], self.act_dim)
         if deterministic:
             x = obs.new_zeros(shape)
@@ -153,7 +178,7 @@ class _DiffusionBase(nn.Module):
         for t in reversed(range(self.steps)):
             if tau is not None:
                 x_tau = torch.where((tau == t).unsqueeze(-1), x.detach(), x_tau)
-            eps, phi = self.net(obs, torch.tanh(x), self.t_index[t])
+            eps, phi = self.net.from_base(self.net.base(features, self.t_index[t]), torch.tanh(x))
             x = self.step(x, t, eps, phi, noise=not deterministic)
         return x, x_tau
 
@@ -194,14 +219,15 @@ class _DiffusionBase(nn.Module):
         With c_energy = 0 the chain runs without a graph (pure score matching).
         """
         tau = torch.randint(self.steps, obs.shape[:-1], device=obs.device)
+        features = self.net.state_features(obs)  # shared by the chain and the score loss's φθ
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.c_energy != 0.0):
-            a0, x_tau = self.chain(obs, deterministic=False, tau=tau)
+            a0, x_tau = self.chain(obs, deterministic=False, tau=tau, features=features)
             squashed = torch.tanh(a0)
             energy = energy_fn(obs, self.scaler(squashed))
         energy_term = energy.mean()
         with record_function("score_target"):
             target = self.score_target(obs, x_tau, tau, energy_fn)
-        _, phi = self.net(obs, torch.tanh(x_tau), tau)
+        _, phi = self.net.from_base(self.net.base(features, tau), torch.tanh(x_tau))
         score_loss = (phi - target).square().mean()
         loss = self.c_energy * energy_term + self.c_score * score_loss
         metrics = {"loss/policy": (self.c_energy * energy_term).detach(), "loss/score": score_loss.detach(),
