@@ -227,15 +227,42 @@ class RandomActor(nn.Module):
         return torch.rand(*obs.shape[:-1], self.act_dim) * 2 - 1
 
 
-def collect_fps(env_id: str, frames: int, repeats: int, frames_per_batch: int = 10,
-                workers: int = 2) -> dict[str, float]:
-    """Raw safety-gymnasium loop vs the training Collector (and ``collector=multi`` with ``workers`` processes),
-    same env construction (paper protocol)."""
-    from algd.actors import as_policy
-    from algd.data import make_collector
+def _paper_factory(env_id: str):
+    """The Safety-Gym task as the paper protocol builds it (400-step episodes, fixed layout)."""
     from algd.envs import SafetyGymFactory
 
-    factory = SafetyGymFactory(name=env_id, id=env_id, max_episode_steps=400, cost_limit=10, fixed_layout=True)
+    return SafetyGymFactory(name=env_id, id=env_id, max_episode_steps=400, cost_limit=10, fixed_layout=True)
+
+
+def _collect_loop(iterator, frames: int):
+    """A function drawing batches from a collector's iterator until ``frames`` frames have come."""
+    def loop():
+        n = 0
+        while n < frames:
+            n += next(iterator).numel()
+    return loop
+
+
+def interleaved_rates(loops: dict, count: int, repeats: int) -> dict[str, float]:
+    """Every loop once to warm up, then ``repeats`` rounds timing each loop in turn; the median rate of each. A drift
+    of the machine's speed during the run hits every loop alike."""
+    for loop in loops.values():
+        loop()
+    rates = {name: [] for name in loops}
+    for _ in range(repeats):
+        for name, loop in loops.items():
+            rates[name].append(median_rate(loop, count, 1))
+    return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def collect_fps(env_id: str, frames: int, repeats: int, frames_per_batch: int = 10,
+                workers: int = 2) -> dict[str, float]:
+    """Raw safety-gymnasium loop vs the training Collector, interleaved (and ``collector=multi`` with ``workers``
+    processes), same env construction (paper protocol)."""
+    from algd.actors import as_policy
+    from algd.data import make_collector
+
+    factory = _paper_factory(env_id)
     env = factory(0)
     raw = env._env
 
@@ -248,18 +275,8 @@ def collect_fps(env_id: str, frames: int, repeats: int, frames_per_batch: int = 
 
     policy = as_policy(RandomActor(env.action_spec.shape[-1]))
     collector = make_collector(env, policy, frames_per_batch)
-    iterator = iter(collector)
-
-    def collector_loop():
-        n = 0
-        while n < frames:
-            n += next(iterator).numel()
-
-    raw_loop()  # warm caches and compile paths once for both
-    collector_loop()
-    # Interleaved (raw, collector, raw, ...), so a drift of the machine's speed hits both alike; medians.
-    rates = [(median_rate(raw_loop, frames, 1), median_rate(collector_loop, frames, 1)) for _ in range(repeats)]
-    out = {"raw_fps": statistics.median(r for r, _ in rates), "collector_fps": statistics.median(c for _, c in rates)}
+    out = interleaved_rates({"raw_fps": raw_loop, "collector_fps": _collect_loop(iter(collector), frames)}, frames,
+                            repeats)
     collector.shutdown()
     env.close()
     out["ratio"] = out["collector_fps"] / out["raw_fps"]
@@ -267,15 +284,15 @@ def collect_fps(env_id: str, frames: int, repeats: int, frames_per_batch: int = 
         from functools import partial
 
         multi = make_collector([partial(factory, i) for i in range(workers)], policy, frames_per_batch * workers)
-        iterator = iter(multi)
-        collector_loop()
-        out["multi_fps"] = median_rate(collector_loop, frames, repeats)
+        loop = _collect_loop(iter(multi), frames)
+        loop()
+        out["multi_fps"] = median_rate(loop, frames, repeats)
         out["multi_workers"] = workers
         out["multi_over_single"] = out["multi_fps"] / out["collector_fps"]
         multi.shutdown()
         # TorchRL's weight-sync objects shut down in __del__; left to interpreter exit they deadlock on a queue
         # thread, so they are collected here.
-        del multi, iterator
+        del multi, loop
         gc.collect()
     return out
 
@@ -288,34 +305,23 @@ def collector_wrapper_ab(env_id: str, frames: int, repeats: int, frames_per_batc
 
     from algd.actors import as_policy
     from algd.data import make_collector
-    from algd.envs import SafetyGymFactory
 
-    factory = SafetyGymFactory(name=env_id, id=env_id, max_episode_steps=400, cost_limit=10, fixed_layout=True)
+    factory = _paper_factory(env_id)
     envs = {"lean_fps": factory(0), "torchrl_wrapper_fps": TransformedEnv(SafetyGymnasiumWrapper(factory(0)._env),
                                                                           DoubleToFloat())}
     policy = as_policy(RandomActor(envs["lean_fps"].action_spec.shape[-1]))
-    loops = {}
-    for name, env in envs.items():
-        iterator = iter(make_collector(env, policy, frames_per_batch))
-
-        def loop(iterator=iterator):
-            n = 0
-            while n < frames:
-                n += next(iterator).numel()
-        loop()
-        loops[name] = loop
-    rates = {name: [] for name in loops}
-    for _ in range(repeats):
-        for name, loop in loops.items():
-            rates[name].append(median_rate(loop, frames, 1))
-    out = {name: statistics.median(r) for name, r in rates.items()}
+    collectors = {name: make_collector(env, policy, frames_per_batch) for name, env in envs.items()}
+    out = interleaved_rates({name: _collect_loop(iter(c), frames) for name, c in collectors.items()}, frames, repeats)
+    for name, collector in collectors.items():
+        collector.shutdown()
+        envs[name].close()
     out["speedup"] = out["lean_fps"] / out["torchrl_wrapper_fps"]
     return out
 
 
 def _forloop_adam(model):
     """The learner with torch's for-loop Adam instead of the fused kernel used on CPU."""
-    model.optim = partial(torch.optim.Adam, lr=3e-4, fused=False)
+    model.optim = partial(model.optim, fused=False)
     opts = model.configure_optimizers()
     model.optimizers = lambda: opts
     return contextlib.nullcontext
@@ -329,10 +335,9 @@ def train_fps(actor: str, warmup: int = 300, learn_frames: int = 40, utd: float 
     import lightning as L
 
     from algd.data import RLDataModule
-    from algd.envs import SafetyGymFactory, ToyFactory, per_step_cost_target
+    from algd.envs import ToyFactory, per_step_cost_target
 
-    factory = ToyFactory() if env == "toy" else SafetyGymFactory(
-        name="PointButton1", id="SafetyPointButton1-v0", max_episode_steps=400, cost_limit=10, fixed_layout=True)
+    factory = ToyFactory() if env == "toy" else _paper_factory("SafetyPointButton1-v0")
     dm = RLDataModule(factory, seed=0, total_frames=warmup + learn_frames, warmup_frames=warmup, utd=utd,
                       batch_size=BATCH, frames_per_batch=10, device=device)
     marks: dict[str, tuple[float, int, int]] = {}
@@ -351,7 +356,8 @@ def train_fps(actor: str, warmup: int = 300, learn_frames: int = 40, utd: float 
         for logger in quiet:  # Lightning's and TorchRL's one-off notices
             logger.setLevel(logging.WARNING)
         specs = dm.specs()
-        model = build_learner(actor, obs_dim=specs["obs_dim"], act_dim=specs["act_dim"], graphs=device == "cuda")
+        model = build_learner(actor, device, obs_dim=specs["obs_dim"], act_dim=specs["act_dim"],
+                              graphs=device == "cuda")
         model.h = per_step_cost_target(10, 0.99, 400)
         dm.set_policy(model.actor)
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
