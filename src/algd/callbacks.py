@@ -102,7 +102,8 @@ def evaluate(policy, env, episodes: int, max_steps: int, cost_limit: float | Non
             td = env.rollout(max_steps, policy, break_when_any_done=True)
             returns.append(td["next", "reward"].sum().item())
             costs.append(episode_cost(td["next", "cost"], cost_discount))
-            plain_costs.append(episode_cost(td["next", "cost"]))
+            if cost_discount is not None:  # the plain sum as well (else it is ``costs`` itself)
+                plain_costs.append(episode_cost(td["next", "cost"]))
             lengths.append(td.numel())
     r, c = torch.tensor(returns), torch.tensor(costs)
     out = {"eval/return": r.mean().item(), "eval/cost": c.mean().item(),
