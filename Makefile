@@ -10,7 +10,7 @@ LOGDIR  ?= logs
 PYTEST_ARGS ?=
 STAMP   := $(VENV)/.installed
 
-.PHONY: help install train eval test test-slow test-gpu tensorboard clean bench ablate report claim
+.PHONY: help install train eval test test-slow test-gpu lint format tensorboard clean bench ablate report claim
 
 help: ## Show this help
 	@echo "algd — Augmented Lagrangian-Guided Diffusion for safe RL"
@@ -55,6 +55,15 @@ test-slow: $(STAMP) ## Run only the long tests (marked slow)
 
 test-gpu: $(STAMP) ## Run the GPU tests (marked gpu: trainer=gpu training, resume, replay on the device); needs CUDA
 	@$(PY) -m pytest -m gpu $(PYTEST_ARGS)
+
+LINT_PATHS := src tests scripts
+lint: $(STAMP) ## Lint and check formatting (ruff, pinned; configured in pyproject.toml); `make format` fixes both
+	@$(VENV)/bin/ruff check $(LINT_PATHS)
+	@$(VENV)/bin/ruff format --check $(LINT_PATHS)
+
+format: $(STAMP) ## Apply ruff's fixes and formatting to the tree
+	@$(VENV)/bin/ruff check --fix $(LINT_PATHS)
+	@$(VENV)/bin/ruff format $(LINT_PATHS)
 
 tensorboard: $(STAMP) ## Serve TensorBoard over all runs in logs/ (LOGDIR=... to choose)
 	@$(VENV)/bin/tensorboard --logdir $(LOGDIR) --bind_all

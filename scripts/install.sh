@@ -19,4 +19,4 @@ echo "[install] safety-gymnasium 1.0.0 (--no-deps) ..."
 "${PIP[@]}" install -c constraints.txt --no-deps safety-gymnasium==1.0.0
 echo "[install] patching safety-gymnasium for Python 3.11 and fast resets ..."
 "$VENV/bin/python" scripts/patch_safety_gymnasium.py
-"$VENV/bin/python" -c "from algd.envs import import_safety_gymnasium; import_safety_gymnasium(); import torchrl, lightning, hydra; print('[install] ok: torch', __import__('torch').__version__, '| torchrl', torchrl.__version__, '| lightning', lightning.__version__)"
+"$VENV/bin/python" -c "from algd.envs.safety_gym import import_safety_gymnasium; import_safety_gymnasium(); import torchrl, lightning, hydra; print('[install] ok: torch', __import__('torch').__version__, '| torchrl', torchrl.__version__, '| lightning', lightning.__version__)"

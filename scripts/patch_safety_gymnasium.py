@@ -19,8 +19,7 @@ from pathlib import Path
 COLOR_RE = re.compile(r"^(\s+color: np\.array = )(COLOR\[['\"][A-Za-z_]+['\"]\])\s*$", re.M)
 SKYBOX_RE = re.compile(r"(  skybox:\n    '@type': skybox\n)(?:    '@file\w+': [^\n]+\n)+")
 SKYBOX_FAST = (
-    "    '@builtin': gradient\n    '@width': 64\n    '@height': 64\n"
-    "    '@rgb1': '0.2 0.3 0.4'\n    '@rgb2': '0 0 0'\n"
+    "    '@builtin': gradient\n    '@width': 64\n    '@height': 64\n    '@rgb1': '0.2 0.3 0.4'\n    '@rgb2': '0 0 0'\n"
 )
 
 
@@ -64,8 +63,10 @@ def main() -> None:
     n_colors, n_sky = fix_dataclass_colors(root), fix_skybox(root)
     if not is_patched(root):
         sys.exit(f"could not patch safety_gymnasium at {root}: unexpected source layout (is it version 1.0.0?)")
-    print(f"[patch] safety_gymnasium at {root}: {n_colors} dataclass files fixed, skybox fixed: {bool(n_sky)} "
-          "(0 = already patched)")
+    print(
+        f"[patch] safety_gymnasium at {root}: {n_colors} dataclass files fixed, skybox fixed: {bool(n_sky)} "
+        "(0 = already patched)"
+    )
 
 
 if __name__ == "__main__":

@@ -12,8 +12,14 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 def run_train(*overrides: str, tmp_path: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run the real Hydra entry point in a subprocess, writing under ``tmp_path``."""
     flags = [o for o in overrides if o.startswith("-")]
-    cmd = [sys.executable, "-m", "algd.train", *flags, f"paths.log_dir={tmp_path}",
-           *[o for o in overrides if not o.startswith("-")]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "algd.train",
+        *flags,
+        f"paths.log_dir={tmp_path}",
+        *[o for o in overrides if not o.startswith("-")],
+    ]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 

@@ -5,14 +5,19 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from algd.train import CONFIG_DIR, GROUPS, ConfigError, build, config_options, rewrite_argv
-
+from algd.build import instantiate as build
+from algd.errors import ConfigError
+from algd.launch.argv import rewrite_argv
+from algd.launch.config import CONFIG_DIR, GROUPS, config_options
 
 
 def compose_cfg(*overrides: str):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("train", overrides=["paths.output_dir=/tmp/algd-unused", *rewrite_argv(list(overrides))],
-                       return_hydra_config=False)
+        return compose(
+            "train",
+            overrides=["paths.output_dir=/tmp/algd-unused", *rewrite_argv(list(overrides))],
+            return_hydra_config=False,
+        )
 
 
 @pytest.mark.parametrize("group", GROUPS)
@@ -46,10 +51,18 @@ def test_protocols_set_episode_length_and_limit():
 def test_experiment_presets():
     sac_lag = compose_cfg("experiment=sac_lag")
     assert (sac_lag.actor.name, sac_lag.energy._target_.split(".")[-1], sac_lag.ensemble, sac_lag.k) == (
-        "gaussian", "LagrangianEnergy", 1, 0.0)
+        "gaussian",
+        "LagrangianEnergy",
+        1,
+        0.0,
+    )
     cal = compose_cfg("experiment=cal")
     assert (cal.actor.name, cal.energy._target_.split(".")[-1], cal.ensemble, cal.k) == (
-        "gaussian", "AugmentedLagrangianEnergy", 4, 1.0)
+        "gaussian",
+        "AugmentedLagrangianEnergy",
+        4,
+        1.0,
+    )
 
 
 def test_full_safety_gym_id_is_accepted():
@@ -57,15 +70,20 @@ def test_full_safety_gym_id_is_accepted():
     assert cfg.env.id == "SafetyCarPush2-v0" and cfg.env.name == "SafetyCarPush2-v0"
 
 
-@pytest.mark.parametrize("arg, message", [
-    ("env=NoSuchTask", "valid env names: Ant, CarButton, CarButton2, CarGoal, HalfCheetah, Hopper, Humanoid, "
-                       "PointButton"),
-    ("actor=transformer", "valid actor names: diffusion, diffusion_ve, gaussian"),
-    ("energy=quadratic", "valid energy names: augmented, lagrangian"),
-    ("env=PointButton,Nope", "unknown env 'Nope'"),
-    ("multiplier=log_adam,adamw", "valid multiplier names: alm, log_adam, pid"),
-    ("env=toy,SafetyCarPush2-v0", "sweep them as env=safety_gym env.id="),
-])
+@pytest.mark.parametrize(
+    "arg, message",
+    [
+        (
+            "env=NoSuchTask",
+            "valid env names: Ant, CarButton, CarButton2, CarGoal, HalfCheetah, Hopper, Humanoid, PointButton",
+        ),
+        ("actor=transformer", "valid actor names: diffusion, diffusion_ve, gaussian"),
+        ("energy=quadratic", "valid energy names: augmented, lagrangian"),
+        ("env=PointButton,Nope", "unknown env 'Nope'"),
+        ("multiplier=log_adam,adamw", "valid multiplier names: alm, log_adam, pid"),
+        ("env=toy,SafetyCarPush2-v0", "sweep them as env=safety_gym env.id="),
+    ],
+)
 def test_unknown_names_are_rejected(arg, message):
     with pytest.raises(ConfigError, match=message):
         rewrite_argv([arg])

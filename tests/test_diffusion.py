@@ -6,17 +6,23 @@ from functools import partial
 import pytest
 import torch
 
-from algd.actors.diffusion import DiffusionActor, DiffusionVEActor, ddpm_schedule, mc_score, ve_sigmas
-from algd.energy import AugmentedLagrangianEnergy
-from algd.module import SafeActorCritic, frozen
-from algd.multipliers import LogAdamMultiplier
+from algd.actors.diffusion import DiffusionActor, DiffusionVEActor
+from algd.actors.diffusion_parts import ddpm_schedule, mc_score, ve_sigmas
+from algd.learner.energy import AugmentedLagrangianEnergy
+from algd.learner.module import SafeActorCritic, frozen
+from algd.learner.multipliers import LogAdamMultiplier
 
 TINY = {"hidden": [16, 16], "time_dim": 4}
 
 
 def _actor(cls=DiffusionActor, obs_dim=3, act_dim=2, **kwargs):
-    return cls(obs_dim=obs_dim, act_dim=act_dim, action_low=-torch.ones(act_dim), action_high=torch.ones(act_dim),
-               **{**TINY, **kwargs})
+    return cls(
+        obs_dim=obs_dim,
+        act_dim=act_dim,
+        action_low=-torch.ones(act_dim),
+        action_high=torch.ones(act_dim),
+        **{**TINY, **kwargs},
+    )
 
 
 def test_ddpm_schedule_hand_computed():
@@ -152,16 +158,31 @@ def test_step_rules_and_no_noise_on_the_last_step():
 def test_actor_loss_reaches_heads_and_trunk_but_not_critics(cls, c_score):
     """With c_score = 0 only the energy term back-propagated through the chain can produce these gradients."""
     torch.manual_seed(0)
-    model = SafeActorCritic(3, 2, -torch.ones(2), torch.ones(2), h=1.0, cost_done_mask=False,
-                            actor=partial(cls, steps=3, c_score=c_score, **TINY), energy=AugmentedLagrangianEnergy(),
-                            multiplier=LogAdamMultiplier(), optim=partial(torch.optim.SGD, lr=0.0),
-                            critic_hidden=[16], cost_hidden=[16], ensemble=2)
+    model = SafeActorCritic(
+        3,
+        2,
+        h=1.0,
+        cost_done_mask=False,
+        actor=cls(3, 2, -torch.ones(2), torch.ones(2), steps=3, c_score=c_score, **TINY),
+        energy=AugmentedLagrangianEnergy(),
+        multiplier=LogAdamMultiplier(),
+        optim=partial(torch.optim.SGD, lr=0.0),
+        critic_hidden=[16],
+        cost_hidden=[16],
+        ensemble=2,
+    )
     with frozen(model.q, model.qc):
         loss, metrics = model.actor.loss(torch.randn(5, 3), model.energy_fn)
         loss.backward()
     assert torch.isfinite(loss)
-    assert set(metrics) == {"loss/policy", "loss/score", "train/energy", "train/phi_norm", "train/saturation",
-                            "train/score_target_norm"}
+    assert set(metrics) == {
+        "loss/policy",
+        "loss/score",
+        "train/energy",
+        "train/phi_norm",
+        "train/saturation",
+        "train/score_target_norm",
+    }
     assert all(not v.requires_grad and v.dim() == 0 for v in metrics.values())
     assert all(p.grad is None for p in [*model.q.parameters(), *model.qc.parameters()])
     net = model.actor.net

@@ -11,21 +11,34 @@ import imageio
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, run_dirs, run_train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, run_dirs, run_train
-
-VIDEO = ["callbacks.video.every_frames=100", "callbacks.video.max_frames=20", "callbacks.video.width=64",
-         "callbacks.video.height=48"]
+VIDEO = [
+    "callbacks.video.every_frames=100",
+    "callbacks.video.max_frames=20",
+    "callbacks.video.width=64",
+    "callbacks.video.height=48",
+]
 
 
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     """A 200-frame toy run (100 updates) with a video every 100 frames."""
     tmp = tmp_path_factory.mktemp("eval")
-    proc = run_train("env=toy", "total_frames=200", "warmup_frames=100", "batch_size=32", "utd=1",
-                     "eval_every_frames=200", "eval_episodes=1", "log_every_frames=100", "trainer.threads=1", *VIDEO,
-                     tmp_path=tmp)
+    proc = run_train(
+        "env=toy",
+        "total_frames=200",
+        "warmup_frames=100",
+        "batch_size=32",
+        "utd=1",
+        "eval_every_frames=200",
+        "eval_episodes=1",
+        "log_every_frames=100",
+        "trainer.threads=1",
+        *VIDEO,
+        tmp_path=tmp,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "warning" not in proc.stderr, proc.stderr
     (run_dir,) = run_dirs(tmp)
@@ -33,16 +46,24 @@ def toy_run(tmp_path_factory):
 
 
 def run_eval(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "algd.evaluate", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "algd.evaluate", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def stats(stdout: str) -> dict[str, tuple[float, ...]]:
     """The statistics lines of algd-eval, parsed: 'return: m ± s', 'violation rate: r (k of n ...)', ..."""
     num = r"(-?\d+(?:\.\d+)?)"
-    patterns = {"episodes": rf"^episodes: (\d+)$", "return": rf"^return: {num} ± {num}$",
-                "cost": rf"^cost: {num} ± {num} \(limit {num}\)$",
-                "violation": rf"^violation rate: {num} \((\d+) of (\d+) episodes with cost > {num}\)$"}
+    patterns = {
+        "episodes": r"^episodes: (\d+)$",
+        "return": rf"^return: {num} ± {num}$",
+        "cost": rf"^cost: {num} ± {num} \(limit {num}\)$",
+        "violation": rf"^violation rate: {num} \((\d+) of (\d+) episodes with cost > {num}\)$",
+    }
     out = {}
     for key, pattern in patterns.items():
         match = re.search(pattern, stdout, re.MULTILINE)
@@ -112,11 +133,11 @@ def test_corrupt_checkpoint_fails_with_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_toy_rasteriser_draws_hazard_goal_and_point():
-    from algd.envs import ToyFactory, render_frame
+    from algd.envs.toy import ToyFactory
 
     env = ToyFactory().render_env(seed=0, width=40, height=20)
     env.reset()
-    frame = render_frame(env)
+    frame = env.render_frame()
     assert frame.shape == (20, 40, 3) and frame.dtype == np.uint8
     assert tuple(frame[10, 20]) == (230, 120, 120)  # hazard disc at the origin (the point is outside)
     assert tuple(frame[10, 30]) == (40, 170, 60)  # goal at (1, 0)
@@ -124,25 +145,27 @@ def test_toy_rasteriser_draws_hazard_goal_and_point():
 
 
 def _recorder(factory, monkeypatch, problem=None):
-    from algd import video as video_mod
     from algd.actors.gaussian import GaussianActor
-    from algd.callbacks import VideoRecorder
-    from algd.envs import EnvInfo
+    from algd.callbacks import video as video_mod
+    from algd.callbacks.video import VideoRecorder
 
     monkeypatch.setattr(video_mod, "tensorboard_video_problem", lambda: problem)
     writes = []
-    trainer = SimpleNamespace(datamodule=SimpleNamespace(frames=0),
-                              logger=SimpleNamespace(experiment=SimpleNamespace(add_video=lambda *a, **k: writes.append(a))))
-    actor = GaussianActor(obs_dim=6, act_dim=2, action_low=torch.full((2,), -1.0), action_high=torch.ones(2),
-                          hidden=[8])
-    rec = VideoRecorder(factory, EnvInfo("toy", 50, 2.0, False), seed=0, every_frames=100, max_frames=5, width=16,
-                        height=16)
+    trainer = SimpleNamespace(
+        datamodule=SimpleNamespace(frames=0, env_factory=factory, seed=0),
+        logger=SimpleNamespace(experiment=SimpleNamespace(add_video=lambda *a, **k: writes.append(a))),
+    )
+    actor = GaussianActor(
+        obs_dim=6, act_dim=2, action_low=torch.full((2,), -1.0), action_high=torch.ones(2), hidden=[8]
+    )
+    rec = VideoRecorder(every_frames=100, max_frames=5, width=16, height=16)
+    rec.setup(trainer, SimpleNamespace(actor=actor), "fit")
     rec.on_train_start(trainer, SimpleNamespace(actor=actor))
     return rec, trainer, SimpleNamespace(actor=actor), writes
 
 
 def test_video_turns_off_with_one_warning_when_rendering_fails(monkeypatch, capsys):
-    from algd.envs import ToyFactory
+    from algd.envs.toy import ToyFactory
 
     class NoGL(ToyFactory):
         def render_env(self, *args, **kwargs):
@@ -162,28 +185,30 @@ def test_video_turns_off_with_one_warning_when_rendering_fails(monkeypatch, caps
 
 
 def test_video_turns_off_without_moviepy_1(monkeypatch, capsys):
-    from algd.envs import ToyFactory
+    from algd.envs.toy import ToyFactory
 
-    rec, *_ = _recorder(ToyFactory(), monkeypatch, problem="moviepy 2.2.1 is installed, but TensorBoard's "
-                                                           "add_video needs moviepy 1.x")
+    rec, *_ = _recorder(
+        ToyFactory(), monkeypatch, problem="moviepy 2.2.1 is installed, but TensorBoard's add_video needs moviepy 1.x"
+    )
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert rec._next is None and len(lines) == 1 and "moviepy==1.0.3" in lines[0]
 
 
 def test_tensorboard_video_support_is_installed():
-    from algd.video import tensorboard_video_problem
+    from algd.callbacks.video import tensorboard_video_problem
 
     assert tensorboard_video_problem() is None
 
 
 @pytest.mark.safety_gym
 def test_point_button_renders_headless():
-    from algd.envs import SafetyGymFactory
-    from algd.video import record_episode
+    from algd.callbacks.video import record_episode
+    from algd.envs.safety_gym import SafetyGymFactory
 
     start = time.perf_counter()
-    factory = SafetyGymFactory("PointButton", "SafetyPointButton1-v0", max_episode_steps=400, cost_limit=10.0,
-                               fixed_layout=True)
+    factory = SafetyGymFactory(
+        "PointButton", "SafetyPointButton1-v0", max_episode_steps=400, cost_limit=10.0, fixed_layout=True
+    )
     env = factory.render_env(seed=0, width=64, height=64)
     try:
         frames = record_episode(env, lambda td: td.set("action", env.action_spec.rand()), seed=0, max_frames=6)

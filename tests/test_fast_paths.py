@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 from tensordict import TensorDict
 
-from algd import perf
 from algd.actors.diffusion import DiffusionActor, DiffusionVEActor
 from algd.actors.gaussian import GaussianActor
-from algd.energy import AugmentedLagrangianEnergy
-from algd.module import SafeActorCritic
-from algd.multipliers import LogAdamMultiplier
-from algd.nets import EnsembleLinear, QEnsemble
+from algd.learner import perf
+from algd.learner.energy import AugmentedLagrangianEnergy
+from algd.learner.module import SafeActorCritic
+from algd.learner.multipliers import LogAdamMultiplier
+from algd.learner.nets import EnsembleLinear, QEnsemble
 
 OBS, ACT, B = 5, 2, 16
 RTOL, ATOL = 1e-5, 1e-6
@@ -97,17 +97,24 @@ def plain_grads(model, batch, actor_loss):
     obs, action, nxt = batch["observation"], batch["action"], batch["next"]
     with torch.no_grad():
         next_action, bonus = model.actor.target_action(nxt["observation"])
-        y = nxt["reward"] + model.gamma * (plain_q(model.q_target, nxt["observation"], next_action).min(0).values
-                                           + bonus)
+        y = nxt["reward"] + model.gamma * (
+            plain_q(model.q_target, nxt["observation"], next_action).min(0).values + bonus
+        )
         yc = nxt["cost"].reshape(-1, 1) + model.cost_gamma * plain_q(model.qc_target, nxt["observation"], next_action)
     qc = plain_q(model.qc, obs, action)
-    losses = {"loss/critic": (plain_q(model.q, obs, action) - y).square().mean((1, 2)).sum(),
-              "loss/cost_critic": (qc - yc).square().mean((1, 2)).sum()}
+    losses = {
+        "loss/critic": (plain_q(model.q, obs, action) - y).square().mean((1, 2)).sum(),
+        "loss/cost_critic": (qc - yc).square().mean((1, 2)).sum(),
+    }
     lam_loss = (model.multiplier.lam * -(qc.detach().mean(0) + model.k * qc.detach().std(0) - model.h)).mean()
     losses["loss/actor"] = actor_loss(model, obs)
     grads = {}
-    for loss, module in [(losses["loss/critic"], model.q), (losses["loss/cost_critic"], model.qc),
-                         (losses["loss/actor"], model.actor), (lam_loss, model.multiplier)]:
+    for loss, module in [
+        (losses["loss/critic"], model.q),
+        (losses["loss/cost_critic"], model.qc),
+        (losses["loss/actor"], model.actor),
+        (lam_loss, model.multiplier),
+    ]:
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         for (n, _), g in zip(named, torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)):
             grads[f"{id(module)}.{n}"] = g
@@ -116,21 +123,37 @@ def plain_grads(model, batch, actor_loss):
 
 # ----------------------------------------------------------------------------------------------------------- tests
 def _model(actor, ensemble=4):
-    return SafeActorCritic(OBS, ACT, torch.tensor([-1.0, -2.0]), torch.tensor([1.0, 0.5]), h=0.5,
-                           cost_done_mask=False, actor=actor, energy=AugmentedLagrangianEnergy(rho=1.5),
-                           multiplier=LogAdamMultiplier(),
-                           optim=partial(torch.optim.SGD, lr=0.0), critic_hidden=[32, 32], cost_hidden=[32, 32],
-                           ensemble=ensemble)
+    return SafeActorCritic(
+        OBS,
+        ACT,
+        h=0.5,
+        cost_done_mask=False,
+        actor=actor(OBS, ACT, torch.tensor([-1.0, -2.0]), torch.tensor([1.0, 0.5])),
+        energy=AugmentedLagrangianEnergy(rho=1.5),
+        multiplier=LogAdamMultiplier(),
+        optim=partial(torch.optim.SGD, lr=0.0),
+        critic_hidden=[32, 32],
+        cost_hidden=[32, 32],
+        ensemble=ensemble,
+    )
 
 
 def _batch(seed=0):
     g = torch.Generator().manual_seed(seed)
-    return TensorDict({"observation": torch.randn(B, OBS, generator=g),
-                       "action": torch.rand(B, ACT, generator=g) * 2 - 1,
-                       "next": {"observation": torch.randn(B, OBS, generator=g),
-                                "reward": torch.randn(B, 1, generator=g), "cost": torch.rand(B, generator=g),
-                                "terminated": torch.zeros(B, 1, dtype=torch.bool),
-                                "done": torch.zeros(B, 1, dtype=torch.bool)}}, [B])
+    return TensorDict(
+        {
+            "observation": torch.randn(B, OBS, generator=g),
+            "action": torch.rand(B, ACT, generator=g) * 2 - 1,
+            "next": {
+                "observation": torch.randn(B, OBS, generator=g),
+                "reward": torch.randn(B, 1, generator=g),
+                "cost": torch.rand(B, generator=g),
+                "terminated": torch.zeros(B, 1, dtype=torch.bool),
+                "done": torch.zeros(B, 1, dtype=torch.bool),
+            },
+        },
+        [B],
+    )
 
 
 @pytest.mark.parametrize("act", ["relu", "silu"])
@@ -166,8 +189,10 @@ def test_energy_for_matches_plain_energy_and_refuses_other_states():
 ACTORS = {
     "diffusion": (partial(DiffusionActor, hidden=[16, 16], time_dim=4, steps=3), plain_diffusion_loss),
     "diffusion_ve": (partial(DiffusionVEActor, hidden=[16, 16], time_dim=4, steps=3), plain_diffusion_loss),
-    "diffusion_c_energy_0": (partial(DiffusionActor, hidden=[16, 16], time_dim=4, steps=3, c_energy=0.0),
-                             plain_diffusion_loss),
+    "diffusion_c_energy_0": (
+        partial(DiffusionActor, hidden=[16, 16], time_dim=4, steps=3, c_energy=0.0),
+        plain_diffusion_loss,
+    ),
     "gaussian": (partial(GaussianActor, hidden=[16]), plain_gaussian_loss),
 }
 
@@ -178,14 +203,16 @@ def test_update_matches_plain_reference(name):
     gradient equals the plain computation on the same batch and the same random draws."""
     actor, actor_loss = ACTORS[name]
     torch.manual_seed(0)
-    model = _model(actor)
-    opts = model.configure_optimizers()
-    model.optimizers = lambda: opts
+    model = _model(actor).standalone()
     batch = _batch()
     torch.manual_seed(1)
     metrics = model.update(batch)
-    fast_grads = {f"{id(m)}.{n}": p.grad for m in (model.q, model.qc, model.actor, model.multiplier)
-                  for n, p in m.named_parameters() if p.requires_grad}
+    fast_grads = {
+        f"{id(m)}.{n}": p.grad
+        for m in (model.q, model.qc, model.actor, model.multiplier)
+        for n, p in m.named_parameters()
+        if p.requires_grad
+    }
     torch.manual_seed(1)
     losses, grads = plain_grads(model, batch, actor_loss)
     for key, value in losses.items():
@@ -203,6 +230,7 @@ def test_update_matches_plain_reference(name):
 def test_fused_adam_updates_like_plain_adam(name):
     """The CPU default (``optim.fused=null`` → fused Adam) trains the same parameters as the for-loop Adam: 5 full
     updates from the same init, batch and random draws."""
+
     def flat(model):
         return torch.cat([p.detach().flatten() for p in model.parameters()])
 
@@ -212,8 +240,7 @@ def test_fused_adam_updates_like_plain_adam(name):
         model = _model(ACTORS[name][0])
         init = flat(model)
         model.optim = partial(torch.optim.Adam, lr=1e-3, fused=fused)
-        opts = model.configure_optimizers()
-        model.optimizers = lambda opts=opts: opts
+        model.standalone()
         torch.manual_seed(1)
         for seed in range(5):
             model.update(_batch(seed))
@@ -236,17 +263,26 @@ def test_lean_env_equals_torchrl_wrapper(task):
     from torchrl.envs import DoubleToFloat, TransformedEnv
     from torchrl.envs.libs.safety_gymnasium import SafetyGymnasiumWrapper
 
-    from algd.envs import SafetyGymEnv, SafetyGymFactory, VelocityFactory
+    from algd.envs.safety_gym import SafetyGymEnv, SafetyGymFactory
+    from algd.envs.velocity import VelocityFactory
 
     if task == "safety_gym":
-        factory, steps = SafetyGymFactory("PointGoal", "SafetyPointGoal1-v0", max_episode_steps=30, cost_limit=10.0,
-                                          fixed_layout=False), 70
+        factory, steps = (
+            SafetyGymFactory(
+                "PointGoal", "SafetyPointGoal1-v0", max_episode_steps=30, cost_limit=10.0, fixed_layout=False
+            ),
+            70,
+        )
     else:
-        factory, steps = VelocityFactory("Hopper", "paper", "Hopper-v4", cost_limit=82.75, max_episode_steps=40,
-                                         cost_gamma=0.99, obs_dims=None), 90
+        factory, steps = (
+            VelocityFactory(
+                "Hopper", "paper", "Hopper-v4", cost_limit=82.75, max_episode_steps=40, cost_gamma=0.99, obs_dims=None
+            ),
+            90,
+        )
     lean = factory(3)
     assert isinstance(lean, SafetyGymEnv)
-    reference = TransformedEnv(SafetyGymnasiumWrapper(factory(3)._env), DoubleToFloat())
+    reference = TransformedEnv(SafetyGymnasiumWrapper(factory(3).gym_env), DoubleToFloat())
     for key in ("full_observation_spec", "full_reward_spec", "full_done_spec", "full_action_spec"):
         assert getattr(lean, key) == getattr(reference, key), key
     actions = torch.rand(steps, *lean.action_spec.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
@@ -266,7 +302,7 @@ def test_lean_env_equals_torchrl_wrapper(task):
 
 def test_bench_breakdown_covers_the_update_and_the_yardstick():
     """``make bench``'s profiled breakdown: every phase of the update, the matmul-kernel time, and the yardstick."""
-    from algd.bench import PHASES, update_breakdown
+    from algd.bench.learner import PHASES, update_breakdown
 
     ours, sac = update_breakdown("gaussian", 2), update_breakdown("minimal_sac", 2)
     assert set(ours) == {*PHASES, "matmul", "total_profiled"} and set(sac) == {"matmul", "total_profiled"}

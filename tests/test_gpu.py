@@ -4,14 +4,21 @@ skip (``make test`` deselects them)."""
 
 import pytest
 import torch
-
 from conftest import run_dirs, run_train
+
 from test_end_to_end import load_ckpt, scalars
 
 pytestmark = pytest.mark.gpu
 
-TOY = ["env=toy", "warmup_frames=100", "batch_size=32", "utd=1", "eval_every_frames=150", "eval_episodes=1",
-       "log_every_frames=100"]
+TOY = [
+    "env=toy",
+    "warmup_frames=100",
+    "batch_size=32",
+    "utd=1",
+    "eval_every_frames=150",
+    "eval_episodes=1",
+    "log_every_frames=100",
+]
 
 
 def _need_cuda():
@@ -21,8 +28,8 @@ def _need_cuda():
 def test_replay_on_device_acting_copy_on_cpu():
     _need_cuda()
     from algd.actors.diffusion import DiffusionActor
-    from algd.data import RLDataModule
-    from algd.envs import ToyFactory
+    from algd.data.module import RLDataModule
+    from algd.envs.toy import ToyFactory
 
     dm = RLDataModule(ToyFactory(), seed=0, total_frames=60, warmup_frames=40, utd=1, batch_size=8, device="cuda")
     actor = DiffusionActor(obs_dim=6, act_dim=2, action_low=-torch.ones(2), action_high=torch.ones(2)).cuda()
@@ -32,8 +39,8 @@ def test_replay_on_device_acting_copy_on_cpu():
     finally:
         dm.close()
     assert len(batches) == 20 and all(b["observation"].device.type == "cuda" for b in batches)
-    assert all(p.device.type == "cpu" for p in dm._acting.parameters())
-    assert all(torch.equal(a.cpu(), b) for a, b in zip(actor.parameters(), dm._acting.parameters()))
+    assert all(p.device.type == "cpu" for p in dm.acting_actor.parameters())
+    assert all(torch.equal(a.cpu(), b) for a, b in zip(actor.parameters(), dm.acting_actor.parameters()))
     with dm.replay_in_checkpoint():
         replay = dm.state_dict()["replay"]
     assert replay["size"] == 60 and replay["data"]["observation"].device.type == "cpu"  # loadable without CUDA
@@ -44,15 +51,15 @@ def test_cuda_graph_update_equals_eager_update(actor):
     """The replayed CUDA graph runs the same maths as the eager update: same initial weights, same batches and the
     same CUDA RNG seed before each update give the same parameters after several updates (Polyak included)."""
     _need_cuda()
-    from algd.bench import _batch, build_learner
-    from algd.module import GraphedUpdate
+    from algd.bench.learner import bench_learner, random_batch
+    from algd.learner.graphs import GraphedUpdate
 
     torch.manual_seed(0)
-    eager = build_learner(actor, "cuda", graphs=True)
-    graphed = build_learner(actor, "cuda", graphs=True)
+    eager = bench_learner(actor, "cuda", graphs=True)
+    graphed = bench_learner(actor, "cuda", graphs=True)
     graphed.load_state_dict(eager.state_dict())
     eager.cuda_graphs = False  # same capturable optimisers, eager path
-    batches = [_batch(device="cuda") for _ in range(5)]
+    batches = [random_batch(device="cuda") for _ in range(5)]
     # Capture first: its warm-up updates draw random numbers (and must leave weights and Adam states untouched).
     graphed._graphed = GraphedUpdate(graphed, batches[0])
     assert all(torch.equal(p1, p2) for p1, p2 in zip(eager.parameters(), graphed.parameters()))
@@ -60,8 +67,9 @@ def test_cuda_graph_update_equals_eager_update(actor):
         for model in (eager, graphed):
             torch.cuda.manual_seed(100 + k)
             metrics = model.update(batch)
-        diffs = {name: (p1 - p2).abs().max().item() for (name, p1), p2 in
-                 zip(eager.named_parameters(), graphed.parameters())}
+        diffs = {
+            name: (p1 - p2).abs().max().item() for (name, p1), p2 in zip(eager.named_parameters(), graphed.parameters())
+        }
         worst = max(diffs, key=diffs.get)
         assert diffs[worst] < 1e-4, f"update {k}: {worst} differs by {diffs[worst]:.3g}"
     assert graphed._graphed is not None and eager._graphed is None

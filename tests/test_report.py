@@ -10,10 +10,19 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_train
 
-from algd.report import aggregate, align, bootstrap_ci, iqm, report
+from algd.reporting.stats import aggregate, align, bootstrap_ci, iqm
+from algd.reporting.tables import report
 
-TINY = ["total_frames=200", "warmup_frames=100", "batch_size=32", "utd=1", "eval_every_frames=100",
-        "eval_episodes=1", "log_every_frames=100", "trainer.threads=1"]
+TINY = [
+    "total_frames=200",
+    "warmup_frames=100",
+    "batch_size=32",
+    "utd=1",
+    "eval_every_frames=100",
+    "eval_episodes=1",
+    "log_every_frames=100",
+    "trainer.threads=1",
+]
 
 
 def test_bootstrap_interval_and_iqm():
@@ -21,10 +30,10 @@ def test_bootstrap_interval_and_iqm():
     s = aggregate(x)
     assert s["n"] == 5 and s["mean"] == pytest.approx(22.0)
     assert s["lo"] < s["mean"] < s["hi"]
-    assert s["iqm"] == pytest.approx(3.0)                     # 1 and 100 dropped: mean of 2, 3, 4
-    assert iqm(np.arange(1.0, 9.0)) == pytest.approx(4.5)     # 8 values: 2 dropped each side, mean of 3..6
-    assert bootstrap_ci(x) == bootstrap_ci(x)                 # seeded
-    assert np.isnan(aggregate([1.0, 2.0])["iqm"])             # IQM only with >= 5 seeds
+    assert s["iqm"] == pytest.approx(3.0)  # 1 and 100 dropped: mean of 2, 3, 4
+    assert iqm(np.arange(1.0, 9.0)) == pytest.approx(4.5)  # 8 values: 2 dropped each side, mean of 3..6
+    assert bootstrap_ci(x) == bootstrap_ci(x)  # seeded
+    assert np.isnan(aggregate([1.0, 2.0])["iqm"])  # IQM only with >= 5 seeds
     assert bootstrap_ci([7.0]) == (7.0, 7.0)
 
 
@@ -40,16 +49,25 @@ def test_align_interpolates_inside_each_run_and_stops_shorter_runs():
 def test_bad_ablation_name_lists_valid_ones(tmp_path):
     proc = run_train("-m", "ablation=nope", "env=toy", tmp_path=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("error: unknown ablation 'nope'; valid ablation names: actor, baselines, energy, "
-                                   "ensemble, mc_samples, rho")
+    assert proc.stderr.strip() == (
+        "error: unknown ablation 'nope'; valid ablation names: actor, baselines, energy, ensemble, mc_samples, rho"
+    )
 
 
 @pytest.fixture(scope="module")
 def energy_sweep(tmp_path_factory):
     """make ablate ABL=energy ENV=toy SEEDS=2, on a tiny budget."""
     tmp = tmp_path_factory.mktemp("ablate")
-    proc = run_train("-m", "ablation=energy", "env=toy", "seed=range(0,2)", "hydra/launcher=joblib",
-                     "hydra.launcher.n_jobs=2", *TINY, tmp_path=tmp)
+    proc = run_train(
+        "-m",
+        "ablation=energy",
+        "env=toy",
+        "seed=range(0,2)",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *TINY,
+        tmp_path=tmp,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "4 of 4 jobs completed, 0 failed" in proc.stdout
     (sweep,) = (tmp / "ablations" / "energy" / "toy").iterdir()
@@ -58,15 +76,19 @@ def energy_sweep(tmp_path_factory):
 
 def _config_rows(md: str) -> list[list[str]]:
     table = md.split("## Runs")[0]
-    return [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("| energy=")]
+    return [
+        [c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("| energy=")
+    ]
 
 
 def test_ablate_then_report_writes_plots_and_table(energy_sweep):
     names = sorted(p.name for p in energy_sweep.iterdir() if p.is_dir())
-    assert len(names) == 4 and all(("energy=augmented" in n or "energy=lagrangian" in n) and "seed=" in n
-                                   for n in names)
-    proc = subprocess.run([sys.executable, "-m", "algd.report", str(energy_sweep)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    assert len(names) == 4 and all(
+        ("energy=augmented" in n or "energy=lagrangian" in n) and "seed=" in n for n in names
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "algd.report", str(energy_sweep)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = energy_sweep / "report"
     assert {p.name for p in out.glob("*.png")} == {"return.png", "cost.png", "lambda.png", "violation.png"}
@@ -94,13 +116,28 @@ def test_report_of_partial_sweep_skips_failed_and_keeps_unfinished_runs(energy_s
 def test_presets_compose():
     from hydra import compose, initialize_config_dir
 
-    from algd.train import CONFIG_DIR, config_options
+    from algd.launch.config import CONFIG_DIR, config_options
 
-    swept = {"actor": "actor", "energy": "energy", "rho": "energy.rho", "ensemble": "ensemble",
-             "mc_samples": "actor.mc_samples", "baselines": "experiment"}
+    swept = {
+        "actor": "actor",
+        "energy": "energy",
+        "rho": "energy.rho",
+        "ensemble": "ensemble",
+        "mc_samples": "actor.mc_samples",
+        "baselines": "experiment",
+    }
     assert config_options("ablation") == sorted(swept)
-    budgets = {"PointButton": 100000, "CarButton": 150000, "PointButton2": 200000, "PointPush": 200000,
-               "CarButton2": 300000, "HalfCheetah": 100000, "Hopper": 150000, "Ant": 200000, "Humanoid": 500000}
+    budgets = {
+        "PointButton": 100000,
+        "CarButton": 150000,
+        "PointButton2": 200000,
+        "PointPush": 200000,
+        "CarButton2": 300000,
+        "HalfCheetah": 100000,
+        "Hopper": 150000,
+        "Ant": 200000,
+        "Humanoid": 500000,
+    }
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         for name, key in swept.items():
             cfg = compose("train", overrides=[f"ablation={name}", "env=toy"], return_hydra_config=True)

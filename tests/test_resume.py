@@ -12,14 +12,21 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from algd.callbacks import atomic_save_checkpoint, load_checkpoint
-from algd.errors import CheckpointError
 from conftest import ROOT, run_dirs, run_train
+
+from algd.callbacks.checkpoint import atomic_save_checkpoint, load_checkpoint
+from algd.errors import CheckpointError
 from test_end_to_end import scalars
 
-SMALL = ["env=toy", "warmup_frames=100", "batch_size=32", "utd=1", "eval_episodes=2", "log_every_frames=100",
-         "trainer.threads=1"]
+SMALL = [
+    "env=toy",
+    "warmup_frames=100",
+    "batch_size=32",
+    "utd=1",
+    "eval_episodes=2",
+    "log_every_frames=100",
+    "trainer.threads=1",
+]
 
 
 def ckpt(run_dir: Path) -> dict:
@@ -55,7 +62,8 @@ def test_resumed_run_equals_straight_run_and_seeds_determine_runs(tmp_path):
 
     ca, cb = ckpt(a), ckpt(b)
     assert ca["RLDataModule"]["frames"] == cb["RLDataModule"]["frames"] == 400
-    assert ca["RLDataModule"]["updates"] == cb["RLDataModule"]["updates"] == ca["updates"] == cb["updates"] == 300
+    assert ca["updates"] == cb["updates"] == 300  # the learner's counter, the only one
+    assert "updates" not in ca["RLDataModule"] and "updates" not in cb["RLDataModule"]
     assert ca["state_dict"].keys() == cb["state_dict"].keys()
     for key, value in ca["state_dict"].items():
         torch.testing.assert_close(cb["state_dict"][key], value, rtol=0, atol=1e-6, msg=key)
@@ -78,8 +86,14 @@ def test_resumed_run_equals_straight_run_and_seeds_determine_runs(tmp_path):
 def test_sigkill_then_resume_continues_from_the_checkpoint(tmp_path):
     """A real training process killed with SIGKILL after a checkpoint: the resumed run starts at the checkpoint's
     frame with its replay buffer and λ, finishes, and the TensorBoard curves have no duplicate points."""
-    args = [*SMALL, "seed=1", "total_frames=20000", "eval_every_frames=300", "checkpoint_every_frames=300",
-            "eval_episodes=1"]
+    args = [
+        *SMALL,
+        "seed=1",
+        "total_frames=20000",
+        "eval_every_frames=300",
+        "checkpoint_every_frames=300",
+        "eval_episodes=1",
+    ]
     cmd = [sys.executable, "-m", "algd.train", f"paths.log_dir={tmp_path}", *args]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -94,14 +108,16 @@ def test_sigkill_then_resume_continues_from_the_checkpoint(tmp_path):
         proc.wait()
     (run_dir,) = [p.parent.parent for p in tmp_path.rglob("checkpoints/last.ckpt")]
     saved = ckpt(run_dir)
-    frames, updates = saved["RLDataModule"]["frames"], saved["RLDataModule"]["updates"]
+    frames, updates = saved["RLDataModule"]["frames"], saved["updates"]
     size, lam_saved = saved["RLDataModule"]["replay"]["size"], lam(saved["state_dict"])
     assert frames >= 600 and frames % 300 == 0 and size == frames and 0 < updates <= frames - 100
 
     resumed = run_train(f"resume={run_dir}", f"total_frames={frames + 200}", tmp_path=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert (f"at frame {frames}: {updates} updates, replay buffer {size} transitions, lambda {lam_saved:.6g}"
-            in resumed.stdout), resumed.stdout
+    assert (
+        f"at frame {frames}: {updates} updates, replay buffer {size} transitions, lambda {lam_saved:.6g}"
+        in resumed.stdout
+    ), resumed.stdout
     final = ckpt(run_dir)
     assert final["RLDataModule"]["frames"] == frames + 200 and final["updates"] == frames + 100  # utd 1
     tags = assert_one_point_per_frame(run_dir)
@@ -142,7 +158,7 @@ def test_non_finite_loss_stops_cleanly_and_resumes_after_a_config_change(tmp_pat
     assert message.startswith("error: non-finite loss/actor (nan) at frame 110, update 1"), message
     assert f"saved in {run_dir / 'checkpoints' / 'last.ckpt'}" in message and f"resume={run_dir}" in message
     saved = ckpt(run_dir)
-    assert saved["RLDataModule"]["frames"] == 110 and saved["updates"] == saved["RLDataModule"]["updates"] == 0
+    assert saved["RLDataModule"]["frames"] == 110 and saved["updates"] == 0
     assert all(torch.isfinite(v).all() for v in saved["state_dict"].values())
     assert json.loads((run_dir / "status.json").read_text())["status"] == "failed"
 
@@ -183,8 +199,10 @@ BAD_INPUTS = [
     (["energy.rho=0"], "invalid energy.rho=0: must be a number > 0"),
     (["optim.lr=-0.001"], "invalid optim.lr=-0.001: must be a number > 0"),
     (["multiplier.init_lambda=-1"], "invalid multiplier config: multiplier.init_lambda must be > 0"),
-    (["collector=multi", "collector.frames_per_batch=15"],
-     "invalid collector.frames_per_batch=15: must be a multiple of collector.workers (2)"),
+    (
+        ["collector=multi", "collector.frames_per_batch=15"],
+        "invalid collector.frames_per_batch=15: must be a multiple of collector.workers (2)",
+    ),
     (["trainer.accelerator=tpu"], "invalid trainer.accelerator=tpu: must be one of cpu, gpu, auto"),
     (["resume=/no/such/run"], "resume=/no/such/run: no such run directory or checkpoint file"),
     (["resume={corrupt}"], "cannot read checkpoint {corrupt}/checkpoints/last.ckpt"),
@@ -209,9 +227,17 @@ def test_bad_input_fails_before_any_work_with_one_line(tmp_path, args, message):
 def test_joblib_sweep_isolates_a_failing_job(tmp_path):
     """Two parallel joblib jobs, one of which diverges: the other completes with complete logs, the sweep prints
     a summary naming the failed job and exits non-zero."""
-    proc = run_train("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SMALL[:-1], "total_frames=300",
-                     "eval_every_frames=150", "checkpoint_every_frames=150", "actor.beta_temperature=1.0,1e-45",
-                     tmp_path=tmp_path)
+    proc = run_train(
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *SMALL[:-1],
+        "total_frames=300",
+        "eval_every_frames=150",
+        "checkpoint_every_frames=150",
+        "actor.beta_temperature=1.0,1e-45",
+        tmp_path=tmp_path,
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "1 of 2 jobs completed, 1 failed" in proc.stdout, proc.stdout[-2000:]
     assert "failed    actor.beta_temperature=1e-45: non-finite loss/actor" in proc.stdout

@@ -1,17 +1,29 @@
-"""Scaling out: multi-process collection (TorchRL MultiSyncCollector / MultiAsyncCollector) and parallel sweeps through Hydra launchers."""
+"""Scaling out: multi-process collection (TorchRL MultiSyncCollector / MultiAsyncCollector) and parallel sweeps
+through Hydra launchers."""
 
 import pytest
-
 from conftest import run_dirs, run_train
+
 from test_end_to_end import load_ckpt, scalars
 
 
 def _train_with_collector(tmp_path, *collector_args):
     """A 300-frame toy run (2 env processes) that must complete with the frame budget met exactly, every counted frame
     in the replay buffer once and the counted cost equal to the buffer's; (run dir, summed replay cost)."""
-    proc = run_train("env=toy", *collector_args, "collector.workers=2", "total_frames=300", "warmup_frames=100",
-                     "batch_size=32", "utd=1", "eval_every_frames=300", "eval_episodes=1", "log_every_frames=100",
-                     "trainer.threads=1", tmp_path=tmp_path)
+    proc = run_train(
+        "env=toy",
+        *collector_args,
+        "collector.workers=2",
+        "total_frames=300",
+        "warmup_frames=100",
+        "batch_size=32",
+        "utd=1",
+        "eval_every_frames=300",
+        "eval_episodes=1",
+        "log_every_frames=100",
+        "trainer.threads=1",
+        tmp_path=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[algd] done: 300 frames, 200 updates" in proc.stdout
     (run_dir,) = run_dirs(tmp_path)
@@ -40,8 +52,17 @@ def _sweep_jobs(tmp_path):
     return sorted((json.loads(f.read_text()) for f in tmp_path.rglob("status.json")), key=lambda r: r["job"])
 
 
-TOY_JOB = ["env=toy", "seed=0,1", "total_frames=200", "warmup_frames=100", "batch_size=32", "utd=1",
-           "eval_every_frames=200", "eval_episodes=1", "log_every_frames=100"]
+TOY_JOB = [
+    "env=toy",
+    "seed=0,1",
+    "total_frames=200",
+    "warmup_frames=100",
+    "batch_size=32",
+    "utd=1",
+    "eval_every_frames=200",
+    "eval_episodes=1",
+    "log_every_frames=100",
+]
 
 
 def test_joblib_sweep_runs_jobs_in_parallel_processes(tmp_path):
@@ -82,17 +103,25 @@ def test_acting_copy_is_refreshed_every_sync_every_frames():
     import torch
 
     from algd.actors.gaussian import GaussianActor
-    from algd.data import RLDataModule
-    from algd.envs import ToyFactory
+    from algd.data.module import RLDataModule
+    from algd.envs.toy import ToyFactory
 
-    dm = RLDataModule(ToyFactory(), seed=0, total_frames=100, warmup_frames=50, utd=1, batch_size=8,
-                      frames_per_batch=10, sync_every_frames=30)
+    dm = RLDataModule(
+        ToyFactory(),
+        seed=0,
+        total_frames=100,
+        warmup_frames=50,
+        utd=1,
+        batch_size=8,
+        frames_per_batch=10,
+        sync_every_frames=30,
+    )
     actor = GaussianActor(obs_dim=6, act_dim=2, action_low=-torch.ones(2), action_high=torch.ones(2))
     dm.set_policy(actor)
     synced = []  # (frame count, acting copy == actor) seen after each collection
     try:
         for _ in dm.batches():
-            same = all(torch.equal(a, b) for a, b in zip(actor.parameters(), dm._acting.parameters()))
+            same = all(torch.equal(a, b) for a, b in zip(actor.parameters(), dm.acting_actor.parameters()))
             if not synced or synced[-1][0] != dm.frames:
                 synced.append((dm.frames, same))
             with torch.no_grad():  # a stand-in for the learner's update
@@ -101,6 +130,7 @@ def test_acting_copy_is_refreshed_every_sync_every_frames():
         dm.close()
     assert dm.syncs == 4  # before the collections starting at frames 0, 30, 60, 90
     assert [f for f, same in synced if same] == [10, 40, 70, 100]
+
 
 # hydra/launcher=ray with no address starts a local Ray instance; 2 CPUs and no dashboard keep its start-up short
 RAY = ["hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2", "+hydra.launcher.ray.init.include_dashboard=false"]
@@ -138,12 +168,15 @@ def test_sweep_summary_counts_a_job_that_died_without_status(tmp_path, capsys):
     prints this summary too when the launcher stops the sweep, e.g. after a Ray or joblib worker died)."""
     import json
 
-    from algd.train import summarize_sweep
+    from algd.launch.sweep import summarize_sweep
 
     for name in ["seed=0", "seed=1"]:
         (tmp_path / name / ".hydra").mkdir(parents=True)
-    (tmp_path / "seed=0" / "status.json").write_text(json.dumps(
-        {"status": "completed", "job": 0, "overrides": ["seed=0"], "final": {"eval/return": 1.0, "eval/cost": 0.0}}))
+    (tmp_path / "seed=0" / "status.json").write_text(
+        json.dumps(
+            {"status": "completed", "job": 0, "overrides": ["seed=0"], "final": {"eval/return": 1.0, "eval/cost": 0.0}}
+        )
+    )
     assert summarize_sweep(tmp_path) == (1, 1)
     out = capsys.readouterr().out
     assert "1 of 2 jobs completed, 1 failed" in out and "killed    seed=1: no status.json" in out
@@ -154,7 +187,8 @@ def test_missing_launcher_plugin_names_the_extra(monkeypatch):
 
     import pytest
 
-    from algd.train import ConfigError, check_launcher
+    from algd.errors import ConfigError
+    from algd.launch.argv import check_launcher
 
     check_launcher(["-m", "hydra/launcher=ray", "hydra/launcher=joblib"])  # installed by the dev extra
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)

@@ -8,11 +8,12 @@ import torch
 from tensordict import TensorDict
 
 from algd.actors.gaussian import GaussianActor
-from algd.energy import AugmentedLagrangianEnergy, LagrangianEnergy
-from algd.envs import ToyHazardEnv, per_step_cost_target
-from algd.module import SafeActorCritic, frozen, risk_adjusted
-from algd.multipliers import ALMMultiplier, LogAdamMultiplier, PIDMultiplier
-from algd.nets import EnsembleMLP, polyak_
+from algd.envs.toy import ToyHazardEnv
+from algd.learner.constraint import per_step_cost_target, risk_adjusted
+from algd.learner.energy import AugmentedLagrangianEnergy, LagrangianEnergy
+from algd.learner.module import SafeActorCritic, frozen
+from algd.learner.multipliers import ALMMultiplier, LogAdamMultiplier, PIDMultiplier
+from algd.learner.nets import EnsembleMLP, polyak_
 
 
 def test_h_paper_protocol():
@@ -143,18 +144,39 @@ def test_gaussian_log_prob_matches_change_of_variables():
 
 
 def _model(ensemble=4, cost_done_mask=False, gamma=0.9):
-    return SafeActorCritic(3, 2, -torch.ones(2), torch.ones(2), h=1.0, cost_done_mask=cost_done_mask,
-                           actor=partial(GaussianActor, hidden=[16]), energy=AugmentedLagrangianEnergy(),
-                           multiplier=LogAdamMultiplier(), optim=partial(torch.optim.SGD, lr=0.0),
-                           critic_hidden=[16], cost_hidden=[16], ensemble=ensemble, gamma=gamma, cost_gamma=gamma)
+    return SafeActorCritic(
+        3,
+        2,
+        h=1.0,
+        cost_done_mask=cost_done_mask,
+        actor=GaussianActor(3, 2, -torch.ones(2), torch.ones(2), hidden=[16]),
+        energy=AugmentedLagrangianEnergy(),
+        multiplier=LogAdamMultiplier(),
+        optim=partial(torch.optim.SGD, lr=0.0),
+        critic_hidden=[16],
+        cost_hidden=[16],
+        ensemble=ensemble,
+        gamma=gamma,
+        cost_gamma=gamma,
+    )
 
 
 def _batch(terminated: bool):
     b = 4
-    return TensorDict({"observation": torch.randn(b, 3), "action": torch.rand(b, 2) * 2 - 1,
-                       "next": {"observation": torch.randn(b, 3), "reward": torch.ones(b, 1),
-                                "cost": torch.ones(b), "terminated": torch.full((b, 1), terminated),
-                                "done": torch.full((b, 1), terminated)}}, [b])
+    return TensorDict(
+        {
+            "observation": torch.randn(b, 3),
+            "action": torch.rand(b, 2) * 2 - 1,
+            "next": {
+                "observation": torch.randn(b, 3),
+                "reward": torch.ones(b, 1),
+                "cost": torch.ones(b),
+                "terminated": torch.full((b, 1), terminated),
+                "done": torch.full((b, 1), terminated),
+            },
+        },
+        [b],
+    )
 
 
 @pytest.mark.parametrize("cost_done_mask", [False, True])
@@ -172,8 +194,7 @@ def test_cost_target_ignores_termination_on_safety_gym(cost_done_mask, monkeypat
         return out
 
     monkeypatch.setattr(model.qc_target, "forward", spy)
-    opts = model.configure_optimizers()
-    monkeypatch.setattr(model, "optimizers", lambda: opts)
+    model.standalone()
     qc_before = model.qc(batch["observation"], batch["action"]).detach()
     metrics = model.update(batch)
     # lr = 0: parameters unchanged; recompute the loss against the expected target by hand

@@ -3,24 +3,35 @@ cost, truncated observations, both protocols end to end."""
 
 import pytest
 import torch
+from conftest import run_dirs, run_train
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from tensordict import TensorDict
 
-from algd.callbacks import evaluate
-from algd.envs import SpeedCost, episode_cost, per_step_cost_target
-from algd.train import CONFIG_DIR, ConfigError, rewrite_argv
-from conftest import run_dirs, run_train
+from algd.callbacks.evaluation import evaluate
+from algd.envs import episode_cost
+from algd.envs.velocity import SpeedCost
+from algd.errors import ConfigError
+from algd.launch.argv import rewrite_argv
+from algd.launch.config import CONFIG_DIR
+from algd.learner.constraint import per_step_cost_target
 from test_end_to_end import scalars
 
-PAPER_LIMITS = {"Ant": 103.115, "HalfCheetah": 151.989, "Hopper": 82.748, "Humanoid": 20.140, "Walker2d": 81.886,
-                "Swimmer": 24.516}
+PAPER_LIMITS = {
+    "Ant": 103.115,
+    "HalfCheetah": 151.989,
+    "Hopper": 82.748,
+    "Humanoid": 20.140,
+    "Walker2d": 81.886,
+    "Swimmer": 24.516,
+}
 
 
 def factory(name: str, protocol: str = "paper", *overrides: str):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["paths.output_dir=/tmp/algd-unused", f"env={name}", f"protocol={protocol}",
-                                          *overrides])
+        cfg = compose(
+            "train", overrides=["paths.output_dir=/tmp/algd-unused", f"env={name}", f"protocol={protocol}", *overrides]
+        )
     return instantiate(cfg.env, _convert_="all")
 
 
@@ -30,7 +41,10 @@ def test_protocols_pick_env_cost_and_limit(name):
     paper, standard = factory(name, "paper"), factory(name, "standard")
     assert (paper.id, paper.info.cost_limit, paper.info.eval_cost_discount) == (f"{name}-v4", PAPER_LIMITS[name], 0.99)
     assert (standard.id, standard.info.cost_limit, standard.info.eval_cost_discount) == (
-        f"Safety{name}Velocity-v1", 25.0, None)
+        f"Safety{name}Velocity-v1",
+        25.0,
+        None,
+    )
     for f in (paper, standard):  # a fall ends reward and cost bootstrapping; episodes up to 1000 steps
         assert f.info.cost_done_mask and f.info.episode_length == 1000
     assert paper.planar == (name in ("Ant", "Humanoid", "Swimmer"))
@@ -119,13 +133,26 @@ def test_paper_hopper_fall_terminates():
 
 
 @pytest.mark.safety_gym
-@pytest.mark.parametrize("protocol, limit, h", [("paper", "82.748 (discounted episode cost, γ = 0.99)", "82.7480"),
-                                                ("standard", "25 (episode cost)", "15.8492")],
-                         ids=["paper", "standard"])
+@pytest.mark.parametrize(
+    "protocol, limit, h",
+    [("paper", "82.748 (discounted episode cost, γ = 0.99)", "82.7480"), ("standard", "25 (episode cost)", "15.8492")],
+    ids=["paper", "standard"],
+)
 def test_hopper_trains_on_both_protocols(tmp_path, protocol, limit, h):
-    proc = run_train("env=Hopper", f"protocol={protocol}", "actor=gaussian", "total_frames=300", "warmup_frames=200",
-                     "batch_size=32", "utd=1", "eval_every_frames=300", "eval_episodes=1", "env.max_episode_steps=100",
-                     "trainer.threads=1", tmp_path=tmp_path)
+    proc = run_train(
+        "env=Hopper",
+        f"protocol={protocol}",
+        "actor=gaussian",
+        "total_frames=300",
+        "warmup_frames=200",
+        "batch_size=32",
+        "utd=1",
+        "eval_every_frames=300",
+        "eval_episodes=1",
+        "env.max_episode_steps=100",
+        "trainer.threads=1",
+        tmp_path=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"env Hopper ({protocol} protocol): episode 100 steps, cost limit {limit}, h = {h};" in proc.stdout
     assert "[algd] done: 300 frames, 100 updates" in proc.stdout

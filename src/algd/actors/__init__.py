@@ -49,8 +49,11 @@ class _Policy(TensorDictModuleBase):
         self.actor = actor
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        deterministic = exploration_type() in (ExplorationType.DETERMINISTIC, ExplorationType.MODE,
-                                               ExplorationType.MEAN)
+        deterministic = exploration_type() in (
+            ExplorationType.DETERMINISTIC,
+            ExplorationType.MODE,
+            ExplorationType.MEAN,
+        )
         with torch.no_grad():
             action = self.actor.act(tensordict.get("observation"), deterministic=deterministic)
         tensordict.set("action", action)

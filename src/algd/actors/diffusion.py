@@ -19,118 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.profiler import record_function
 
 from algd.actors import ActionScaler, as_policy
+from algd.actors.diffusion_parts import DiffusionNet, ddpm_schedule, mc_score, ve_sigmas
 
 EnergyFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _NORM_EPS = 1e-6  # added to ‖φ‖ in the normalised DDPM guidance
-
-
-# ------------------------------------------------------------------------------------------------------ schedules
-def ddpm_schedule(steps: int, beta_min: float = 1e-4, beta_max: float = 0.02) -> dict[str, torch.Tensor]:
-    """Linear DDPM schedule over K = ``steps`` (index t = 0 … K−1), computed in float64, returned as float32.
-
-    β_t = linspace(β_min, β_max, K);  ᾱ_t = Π_{s≤t}(1 − β_s);  ᾱ_{−1} = 1;  σ_t = sqrt(1 − ᾱ_t)
-    posterior mean μ = c1·x̂0 + c2·x_t,  c1 = β_t·sqrt(ᾱ_{t−1})/(1 − ᾱ_t),  c2 = (1 − ᾱ_{t−1})·sqrt(1 − β_t)/(1 − ᾱ_t)
-    posterior variance β̃_t = β_t·(1 − ᾱ_{t−1})/(1 − ᾱ_t)
-    """
-    if steps < 1:
-        raise ValueError(f"actor.steps must be >= 1, got {steps}")
-    betas = torch.linspace(beta_min, beta_max, steps, dtype=torch.float64)
-    alpha_bar = torch.cumprod(1.0 - betas, 0)
-    alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
-    out = {
-        "betas": betas,
-        "alpha_bar": alpha_bar,
-        "sigma": (1.0 - alpha_bar).sqrt(),
-        "sqrt_alpha_bar": alpha_bar.sqrt(),
-        "c1": betas * alpha_bar_prev.sqrt() / (1.0 - alpha_bar),
-        "c2": (1.0 - alpha_bar_prev) * (1.0 - betas).sqrt() / (1.0 - alpha_bar),
-        "posterior_std": (betas * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)).sqrt(),
-    }
-    return {k: v.float() for k, v in out.items()}
-
-
-def ve_sigmas(steps: int, sigma_min: float = 0.01, sigma_max: float = 1.0) -> torch.Tensor:
-    """VE-SDE noise levels σ_t = σ_min·(σ_max/σ_min)^(t/(K−1)), t = 0 … K−1 (needs K ≥ 2)."""
-    if steps < 2:
-        raise ValueError(f"actor.steps must be >= 2 for diffusion_ve, got {steps}")
-    t = torch.arange(steps, dtype=torch.float64)
-    return (sigma_min * (sigma_max / sigma_min) ** (t / (steps - 1))).float()
-
-
-# ------------------------------------------------------------------------------------------------- score target
-def mc_score(latents: torch.Tensor, sigma: torch.Tensor | float,
-             energy_and_grad_fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-             n: int, beta: float = 1.0) -> torch.Tensor:
-    """Self-normalised Monte-Carlo score of the noised Boltzmann density exp(−E/β) ⊛ N(0, σ²) at ``latents``.
-
-        a_i = x + σ·ε_i,  ε_i ~ N(0, I),  i = 1 … n
-        w   = softmax_i(−E(a_i)/β)
-        φ*  = −(1/β)·Σ_i w_i·∇E(a_i)
-
-    ``latents`` is [B, A]; ``sigma`` a float or [B, 1]; ``energy_and_grad_fn`` gets all perturbations in one batch
-    [n·B, A] (block i holds copy i of the B rows) and returns (E [n·B] or [n·B, 1], ∇E [n·B, A]). Returns
-    φ* [B, A], detached.
-    """
-    b, a_dim = latents.shape
-    noise = torch.randn(n, b, a_dim, dtype=latents.dtype, device=latents.device)
-    perturbed = (latents.detach().unsqueeze(0) + torch.as_tensor(sigma, dtype=latents.dtype) * noise)
-    energy, grad = energy_and_grad_fn(perturbed.reshape(n * b, a_dim))
-    weights = torch.softmax(-energy.detach().reshape(n, b, 1) / beta, dim=0)
-    return (-(weights * grad.detach().reshape(n, b, a_dim)).sum(0) / beta).detach()
-
-
-# ------------------------------------------------------------------------------------------------------ network
-class DiffusionNet(nn.Module):
-    """[s, a_t = tanh(x_t), emb(t)] → MLP trunk (ReLU) → ε-head and φ-head (each ``act_dim`` outputs).
-
-    ``emb`` is a learned ``nn.Embedding(K, time_dim)``; the ε-head is optional (the VE sampler does not use it).
-    """
-
-    def __init__(self, obs_dim: int, act_dim: int, steps: int, hidden=(128, 128, 128), time_dim: int = 16,
-                 eps_head: bool = True):
-        super().__init__()
-        self.embed = nn.Embedding(steps, time_dim)
-        layers: list[nn.Module] = []
-        in_dim = obs_dim + act_dim + time_dim
-        for width in hidden:
-            layers += [nn.Linear(in_dim, width), nn.ReLU()]
-            in_dim = width
-        self.trunk = nn.Sequential(*layers)
-        self.eps_head = nn.Linear(in_dim, act_dim) if eps_head else None
-        self.phi_head = nn.Linear(in_dim, act_dim)
-
-    def forward(self, obs: torch.Tensor, squashed: torch.Tensor, t: torch.Tensor):
-        """``t``: a 0-dim index (whole batch) or one index per row. Returns (ε̂ or None, φθ)."""
-        return self.from_base(self.base(self.state_features(obs), t), squashed)
-
-    # Fast path for the chain, which evaluates the net K times at the same states: the first layer splits as
-    # [s, a, emb(t)]·W1ᵀ + b1 = (s·W1_sᵀ + b1) + emb(t)·W1_tᵀ + a·W1_aᵀ. The state part is computed once per chain,
-    # the time part once per index, and each step multiplies only the act_dim action columns.
-    def state_features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(state part of the first layer, bias included, [..., H]; time part for every index [K, H])."""
-        first, d = self.trunk[0], obs.shape[-1]
-        return (F.linear(obs, first.weight[:, :d], first.bias),
-                F.linear(self.embed.weight, first.weight[:, first.in_features - self.embed.embedding_dim:]))
-
-    @staticmethod
-    def base(features: tuple[torch.Tensor, torch.Tensor], t: torch.Tensor) -> torch.Tensor:
-        """The first layer without its action part at index ``t`` (0-dim, or one index per row)."""
-        state, time = features
-        return state + time[t]
-
-    def from_base(self, base: torch.Tensor, squashed: torch.Tensor):
-        """(ε̂ or None, φθ) from the first layer's state and time part ``base`` (:meth:`base`) and the action."""
-        first, a = self.trunk[0], squashed.shape[-1]
-        d = first.in_features - self.embed.embedding_dim - a
-        h = F.linear(squashed, first.weight[:, d: d + a], base)  # base + a·W1_aᵀ in one addmm
-        for i in range(1, len(self.trunk)):
-            h = self.trunk[i](h)
-        return (self.eps_head(h) if self.eps_head is not None else None), self.phi_head(h)
 
 
 # --------------------------------------------------------------------------------------------------- base actor
@@ -141,9 +37,20 @@ class _DiffusionBase(nn.Module):
     init_std: float
     uses_eps: bool = True
 
-    def __init__(self, obs_dim: int, act_dim: int, action_low, action_high, steps: int = 5,
-                 hidden=(128, 128, 128), time_dim: int = 16, mc_samples: int = 4, beta_temperature: float = 1.0,
-                 c_energy: float = 1.0, c_score: float = 0.1):
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        action_low,
+        action_high,
+        steps: int = 5,
+        hidden=(128, 128, 128),
+        time_dim: int = 16,
+        mc_samples: int = 4,
+        beta_temperature: float = 1.0,
+        c_energy: float = 1.0,
+        c_score: float = 0.1,
+    ):
         super().__init__()
         self.act_dim, self.steps = int(act_dim), int(steps)
         self.net = DiffusionNet(obs_dim, act_dim, self.steps, list(hidden), int(time_dim), eps_head=self.uses_eps)
@@ -159,8 +66,13 @@ class _DiffusionBase(nn.Module):
         raise NotImplementedError
 
     # ------------------------------------------------------------------------------------------------ sampling
-    def chain(self, obs: torch.Tensor, deterministic: bool = False, tau: torch.Tensor | None = None,
-              features: tuple[torch.Tensor, torch.Tensor] | None = None):
+    def chain(
+        self,
+        obs: torch.Tensor,
+        deterministic: bool = False,
+        tau: torch.Tensor | None = None,
+        features: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ):
         """Run the K-step chain; returns (a⁰, x_τ or None).
 
         Stochastic: input ~ N(0, init_std²) and injected noise; deterministic: input 0 and no noise at any step.
@@ -195,10 +107,12 @@ class _DiffusionBase(nn.Module):
         return as_policy(self)
 
     # ---------------------------------------------------------------------------------------------------- loss
-    def score_target(self, obs: torch.Tensor, x_tau: torch.Tensor, tau: torch.Tensor,
-                     energy_fn: EnergyFn) -> torch.Tensor:
+    def score_target(
+        self, obs: torch.Tensor, x_tau: torch.Tensor, tau: torch.Tensor, energy_fn: EnergyFn
+    ) -> torch.Tensor:
         """φ*(s, x_τ, τ) of spec §4 with σ_τ of this sampler: all N perturbations in one energy call (actions
         [N, B, act] at the B states); gradients w.r.t. the perturbed latents only (critics are frozen by the caller)."""
+
         def energy_and_grad(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             with torch.enable_grad():
                 latents = latents.detach().requires_grad_(True)
@@ -207,8 +121,7 @@ class _DiffusionBase(nn.Module):
                 (grad,) = torch.autograd.grad(energy.sum(), latents, create_graph=False)
             return energy.detach(), grad
 
-        return mc_score(x_tau, self.sigma[tau].unsqueeze(-1), energy_and_grad, self.mc_samples,
-                        self.beta_temperature)
+        return mc_score(x_tau, self.sigma[tau].unsqueeze(-1), energy_and_grad, self.mc_samples, self.beta_temperature)
 
     def loss(self, obs: torch.Tensor, energy_fn: EnergyFn):
         """c_energy·mean E(s, a⁰) + c_score·MSE(φθ(s, tanh(x_τ), τ), φ*).
@@ -230,10 +143,14 @@ class _DiffusionBase(nn.Module):
         _, phi = self.net.from_base(self.net.base(features, tau), torch.tanh(x_tau))
         score_loss = (phi - target).square().mean()
         loss = self.c_energy * energy_term + self.c_score * score_loss
-        metrics = {"loss/policy": (self.c_energy * energy_term).detach(), "loss/score": score_loss.detach(),
-                   "train/energy": energy_term.detach(), "train/phi_norm": phi.detach().norm(dim=-1).mean(),
-                   "train/saturation": (squashed.detach().abs() > 0.99).float().mean(),
-                   "train/score_target_norm": target.norm(dim=-1).mean()}
+        metrics = {
+            "loss/policy": (self.c_energy * energy_term).detach(),
+            "loss/score": score_loss.detach(),
+            "train/energy": energy_term.detach(),
+            "train/phi_norm": phi.detach().norm(dim=-1).mean(),
+            "train/saturation": (squashed.detach().abs() > 0.99).float().mean(),
+            "train/score_target_norm": target.norm(dim=-1).mean(),
+        }
         return loss, metrics
 
 
@@ -250,9 +167,19 @@ class DiffusionActor(_DiffusionBase):
 
     init_std = 1.0
 
-    def __init__(self, obs_dim: int, act_dim: int, action_low, action_high, steps: int = 5,
-                 beta_min: float = 1e-4, beta_max: float = 0.02, guidance_weight: float = 0.05,
-                 x0_clip: float | None = 3.0, **kwargs):
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        action_low,
+        action_high,
+        steps: int = 5,
+        beta_min: float = 1e-4,
+        beta_max: float = 0.02,
+        guidance_weight: float = 0.05,
+        x0_clip: float | None = 3.0,
+        **kwargs,
+    ):
         super().__init__(obs_dim, act_dim, action_low, action_high, steps=steps, **kwargs)
         for key, value in ddpm_schedule(self.steps, beta_min, beta_max).items():
             self.register_buffer(key, value, persistent=False)
@@ -283,13 +210,23 @@ class DiffusionVEActor(_DiffusionBase):
 
     uses_eps = False
 
-    def __init__(self, obs_dim: int, act_dim: int, action_low, action_high, steps: int = 5,
-                 sigma_min: float = 0.01, sigma_max: float = 1.0, **kwargs):
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        action_low,
+        action_high,
+        steps: int = 5,
+        sigma_min: float = 0.01,
+        sigma_max: float = 1.0,
+        **kwargs,
+    ):
         super().__init__(obs_dim, act_dim, action_low, action_high, steps=steps, **kwargs)
         sigma = ve_sigmas(self.steps, sigma_min, sigma_max)
         self.register_buffer("sigma", sigma, persistent=False)
-        self.register_buffer("dsigma2", sigma.square() - torch.cat([sigma.new_zeros(1), sigma[:-1].square()]),
-                             persistent=False)
+        self.register_buffer(
+            "dsigma2", sigma.square() - torch.cat([sigma.new_zeros(1), sigma[:-1].square()]), persistent=False
+        )
         self.init_std = float(sigma_max)
 
     def step(self, x, t, eps, phi, noise):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from algd.actors import ActionScaler, as_policy
-from algd.nets import mlp
+from algd.learner.nets import mlp
 
 
 class GaussianActor(nn.Module):
@@ -21,9 +21,19 @@ class GaussianActor(nn.Module):
     Deterministic action: tanh(μ(s)).
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, action_low, action_high, hidden=(256, 256),
-                 log_std_min: float = -20.0, log_std_max: float = 2.0, init_alpha: float = 0.2,
-                 autotune_alpha: bool = True, target_entropy: float | None = None):
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        action_low,
+        action_high,
+        hidden=(256, 256),
+        log_std_min: float = -20.0,
+        log_std_max: float = 2.0,
+        init_alpha: float = 0.2,
+        autotune_alpha: bool = True,
+        target_entropy: float | None = None,
+    ):
         super().__init__()
         self.net = mlp(obs_dim, 2 * act_dim, hidden, "relu")
         self.scaler = ActionScaler(action_low, action_high)
@@ -64,9 +74,13 @@ class GaussianActor(nn.Module):
         energy = energy_fn(obs, action)
         policy_loss = (self.alpha * log_prob + energy).mean()
         alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
-        metrics = {"loss/policy": policy_loss.detach(), "loss/alpha": alpha_loss.detach(),
-                   "train/alpha": self.alpha, "train/entropy": -log_prob.detach().mean(),
-                   "train/energy": energy.detach().mean()}
+        metrics = {
+            "loss/policy": policy_loss.detach(),
+            "loss/alpha": alpha_loss.detach(),
+            "train/alpha": self.alpha,
+            "train/entropy": -log_prob.detach().mean(),
+            "train/energy": energy.detach().mean(),
+        }
         return policy_loss + alpha_loss, metrics
 
     def policy(self):

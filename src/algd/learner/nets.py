@@ -43,8 +43,14 @@ class EnsembleLinear(nn.Module):
 class EnsembleMLP(nn.Module):
     """E independent MLPs run as one batched module. Input [B, in] (shared) or [E, B, in]; output [E, B, out]."""
 
-    def __init__(self, in_dim: int, out_dim: int = 1, hidden: tuple[int, ...] | list[int] = (256, 256),
-                 members: int = 2, act: str = "relu"):
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int = 1,
+        hidden: tuple[int, ...] | list[int] = (256, 256),
+        members: int = 2,
+        act: str = "relu",
+    ):
         super().__init__()
         self.members, self.act = int(members), act
         dims = [in_dim, *hidden]
@@ -79,7 +85,7 @@ class QEnsemble(EnsembleMLP):
         first, (e, b, width) = self.net[0], features.shape
         lead = action.shape[:-2]
         flat = action.reshape(1, -1, action.shape[-1]).expand(e, -1, -1)
-        pre = torch.bmm(flat, first.weight[:, -action.shape[-1]:]).view(e, *lead, b, width)
+        pre = torch.bmm(flat, first.weight[:, -action.shape[-1] :]).view(e, *lead, b, width)
         pre = pre + features.view(e, *([1] * len(lead)), b, width)
         out = pre.view(e, -1, width)
         for layer in list(self.net)[1:]:

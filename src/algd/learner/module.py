@@ -24,16 +24,9 @@ from tensordict import TensorDictBase
 from torch import nn
 from torch.profiler import record_function
 
-from algd import perf
-from algd.data import TRANSITION_KEYS
-from algd.nets import QEnsemble, polyak_
-
-
-def risk_adjusted(qc: torch.Tensor, k: float) -> torch.Tensor:
-    """Q̂c = mean_e Qc_e + k·std_e Qc_e over the ensemble axis 0 (std := 0 for a single member)."""
-    if qc.shape[0] == 1 or k == 0:
-        return qc.mean(0)
-    return qc.mean(0) + k * qc.std(0)
+from algd.learner import constraint, perf
+from algd.learner.graphs import LOSSES, GraphedUpdate
+from algd.learner.nets import QEnsemble, polyak_
 
 
 @contextmanager
@@ -69,24 +62,42 @@ def _check_finite(update: int, **losses: torch.Tensor) -> None:
 
 class SafeActorCritic(L.LightningModule):
     """Twin reward critics, a batched cost-critic ensemble (size ``ensemble``, risk coefficient ``k``), an actor
-    and a Lagrange multiplier, each with its own optimiser; the energy guides the actor.
+    (any module of the :mod:`algd.actors` contract) and a Lagrange multiplier, each with its own optimiser; the
+    energy guides the actor.
 
     Reward target:  y  = r + γ·(1 − terminated)·(min(Q1', Q2')(s', a') + bonus),   a' ~ π(s')
     Cost target:    yc = c + γ_c·mask_c·Qc_e'(s', a')  per member e  (mask_c ≡ 1 unless ``cost_done_mask``)
     Losses: sum over members of the members' MSEs.
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, action_low, action_high, h: float, cost_done_mask: bool,
-                 actor: Callable[..., nn.Module], energy: nn.Module, multiplier: nn.Module,
-                 optim: Callable[..., torch.optim.Optimizer], critic_hidden=(256, 256), cost_hidden=(256, 256),
-                 ensemble: int = 4, k: float = 1.0, gamma: float = 0.99, cost_gamma: float = 0.99,
-                 tau: float = 0.005, polyak_every: int = 2, grad_clip: float | None = None, keep_heap: bool = True,
-                 cuda_graphs: bool = False):
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        h: float,
+        cost_done_mask: bool,
+        actor: nn.Module,
+        energy: nn.Module,
+        multiplier: nn.Module,
+        optim: Callable[..., torch.optim.Optimizer],
+        critic_hidden=(256, 256),
+        cost_hidden=(256, 256),
+        ensemble: int = 4,
+        k: float = 1.0,
+        gamma: float = 0.99,
+        cost_gamma: float = 0.99,
+        tau: float = 0.005,
+        polyak_every: int = 2,
+        grad_clip: float | None = None,
+        keep_heap: bool = True,
+        cuda_graphs: bool = False,
+    ):
         super().__init__()
-        if keep_heap:  # ≈ 20 % faster updates on CPU: no page faults on every fresh activation tensor (algd.perf)
+        # keep_heap: ≈ 20 % faster updates on CPU, no page faults on every fresh activation tensor (algd.learner.perf)
+        if keep_heap:
             perf.keep_heap()
         self.automatic_optimization = False
-        self.actor = actor(obs_dim=obs_dim, act_dim=act_dim, action_low=action_low, action_high=action_high)
+        self.actor = actor  # built for the env's sizes and bounds by the caller (algd.build.build_learner)
         self.q = QEnsemble(obs_dim + act_dim, 1, list(critic_hidden), members=2, act="relu")
         self.qc = QEnsemble(obs_dim + act_dim, 1, list(cost_hidden), members=int(ensemble), act="silu")
         self.q_target, self.qc_target = copy.deepcopy(self.q), copy.deepcopy(self.qc)
@@ -99,6 +110,7 @@ class SafeActorCritic(L.LightningModule):
         self.updates = 0
         self.cuda_graphs = bool(cuda_graphs)
         self._graphed: GraphedUpdate | None = None
+        self._own_optimizers: list[torch.optim.Optimizer] | None = None
         self._keys: list[str] = []
         self._sum: torch.Tensor | None = None
         self._count = 0
@@ -109,7 +121,19 @@ class SafeActorCritic(L.LightningModule):
         groups = [list(m.parameters()) for m in (self.q, self.qc, self.actor, self.multiplier)]
         return [self.optim(params=g) for g in groups if g]
 
+    def standalone(self) -> SafeActorCritic:
+        """Make :meth:`update` usable outside a Lightning ``Trainer`` (benchmarks, tests): it then steps optimisers
+        of its own, built by :meth:`configure_optimizers`. Returns the learner."""
+        self._own_optimizers = self.configure_optimizers()
+        return self
+
+    def optimizer_list(self) -> list:
+        """The optimisers ``update`` steps: the Trainer's, or the learner's own after :meth:`standalone`."""
+        return self._own_optimizers if self._own_optimizers is not None else self.optimizers()
+
     def _step(self, opt, loss: torch.Tensor, params) -> None:
+        # Plain backward and clipping rather than Lightning's manual_backward / clip_gradients: the update also runs
+        # outside a Trainer (benchmarks, parity tests) and inside a CUDA-graph capture, where those need a strategy.
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_clip:
@@ -132,7 +156,7 @@ class SafeActorCritic(L.LightningModule):
             if obs is not states:
                 raise ValueError("energy_for(states) only evaluates actions at those states")
             q = self.q.from_features(features[0], action).min(0).values
-            qc_hat = risk_adjusted(self.qc.from_features(features[1], action), self.k)
+            qc_hat = constraint.risk_adjusted(self.qc.from_features(features[1], action), self.k)
             return self.energy(q, qc_hat, lam, self.h)
 
         return energy_fn
@@ -152,7 +176,7 @@ class SafeActorCritic(L.LightningModule):
             metrics = self._graphed(batch)
             _check_finite(self.updates, **{k: metrics[k] for k in LOSSES})
         else:
-            metrics = self.learn(batch, self.optimizers(), check=True)
+            metrics = self.learn(batch, self.optimizer_list(), check=True)
         self.updates += 1
         if self.updates % self.polyak_every == 0:
             with record_function("polyak"):
@@ -201,15 +225,24 @@ class SafeActorCritic(L.LightningModule):
 
         with record_function("multiplier"):
             # λ from replay actions; Q̂c from the cost critics' forward above (before their step).
-            g = risk_adjusted(qc.detach(), self.k) - self.h
+            g = constraint.gap(qc.detach(), self.k, self.h)
             lam_loss = self.multiplier.update(g, opt_lam[0] if opt_lam else None)
 
         return {
-            "loss/critic": critic_loss.detach(), "loss/cost_critic": cost_loss.detach(),
-            "loss/actor": actor_loss.detach(), "loss/lambda": lam_loss,
-            "lagrange/lambda": self.multiplier.lam.detach(), "lagrange/qc_hat": (g + self.h).mean(),
-            "lagrange/violation": g.clamp(min=0).mean(), "train/q": q.detach().mean(), **actor_metrics,
+            "loss/critic": critic_loss.detach(),
+            "loss/cost_critic": cost_loss.detach(),
+            "loss/actor": actor_loss.detach(),
+            "loss/lambda": lam_loss,
+            "lagrange/lambda": self.multiplier.lam.detach(),
+            "lagrange/qc_hat": (g + self.h).mean(),
+            "lagrange/violation": constraint.violation(g),
+            "train/q": q.detach().mean(),
+            **actor_metrics,
         }
+
+    def lagrange_multiplier(self) -> float:
+        """The current λ (one host sync)."""
+        return self.multiplier.lam.item()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["updates"] = self.updates
@@ -233,57 +266,3 @@ class SafeActorCritic(L.LightningModule):
         values = (self._sum / self._count).tolist()
         keys, self._sum, self._count = self._keys, None, 0
         return {**dict(zip(keys, values)), "lagrange/h": self.h}
-
-
-LOSSES = ("loss/critic", "loss/cost_critic", "loss/actor")
-
-
-class GraphedUpdate:
-    """``SafeActorCritic.learn`` captured once as a CUDA graph and replayed on each batch (copied into the graph's
-    static input tensors): one graph launch instead of ~1,000 kernel launches per update. The maths and the order of
-    the steps are those of the eager update; the Polyak averaging and the loss check run eagerly after each replay.
-
-    Capture needs the optimisers' state to exist, so ``warmup`` updates run first on a side stream; the parameters,
-    buffers and optimiser states are then put back in place (states created by the warm-up are zeroed, which is
-    Adam's fresh state), so the warm-up leaves no trace but its random draws. Optimisers must be ``capturable``
-    (``trainer=gpu`` sets ``optim.capturable=true``)."""
-
-    def __init__(self, model: SafeActorCritic, batch: TensorDictBase, warmup: int = 3):
-        self.optimizers = [getattr(opt, "optimizer", opt) for opt in model.optimizers()]  # no Lightning wrapper
-        for opt in self.optimizers:
-            if not all(group.get("capturable", False) for group in opt.param_groups):
-                raise ValueError(f"cuda_graphs needs capturable optimisers (optim.capturable=true); "
-                                 f"{type(opt).__name__} is not")
-        self.static = batch.select(*TRANSITION_KEYS).clone()
-        tensors = [*model.parameters(), *model.buffers()]
-        saved = [t.detach().clone() for t in tensors]
-        saved_state = {id(t): t.clone() for opt in self.optimizers for st in opt.state.values()
-                       for t in st.values() if torch.is_tensor(t)}
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(warmup):
-                model.learn(self.static, self.optimizers, check=False)
-        torch.cuda.current_stream().wait_stream(side)
-        with torch.no_grad():
-            for t, v in zip(tensors, saved):
-                t.copy_(v)
-            for opt in self.optimizers:
-                for st in opt.state.values():
-                    for t in st.values():
-                        if not torch.is_tensor(t):
-                            continue
-                        if id(t) in saved_state:
-                            t.copy_(saved_state[id(t)])
-                        else:
-                            t.zero_()
-        for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.out = model.learn(self.static, self.optimizers, check=False)
-
-    def __call__(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
-        self.static.update_(batch.select(*TRANSITION_KEYS))
-        self.graph.replay()
-        return self.out

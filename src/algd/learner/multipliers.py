@@ -69,7 +69,7 @@ class ALMMultiplier(_StateMultiplier):
 class PIDMultiplier(_StateMultiplier):
     """PID Lagrangian (Stooke et al., 2020) on the error e = mean(Q̂c − h), once per gradient update:
 
-        I ← [I + K_i·e]_+,   λ = [K_p·e + I + K_d·(e − e_prev)_+]_+ ,   I₀ = λ₀.
+    I ← [I + K_i·e]_+,   λ = [K_p·e + I + K_d·(e − e_prev)_+]_+ ,   I₀ = λ₀.
     """
 
     def __init__(self, init_lambda: float = 0.6931, kp: float = 0.01, ki: float = 1e-3, kd: float = 0.0):

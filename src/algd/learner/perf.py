@@ -24,7 +24,8 @@ def keep_heap(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30) -> 
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         _done = bool(libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold))) and bool(
-            libc.mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)))
+            libc.mallopt(_M_TRIM_THRESHOLD, int(trim_threshold))
+        )
     except (OSError, AttributeError):
         _done = False
     return _done

@@ -1,0 +1,124 @@
+"""The learner's update timed, profiled by phase and counted in FLOPs, at PointButton1 sizes (batch 256)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from functools import partial
+
+import torch
+from tensordict import TensorDict
+
+from algd.bench.timing import median_rate
+
+OBS, ACT, BATCH = 76, 2, 256  # PointButton1 sizes
+
+
+def random_batch(batch: int = BATCH, device="cpu") -> TensorDict:
+    return TensorDict(
+        {
+            "observation": torch.randn(batch, OBS),
+            "action": torch.rand(batch, ACT) * 2 - 1,
+            "next": {
+                "observation": torch.randn(batch, OBS),
+                "reward": torch.randn(batch, 1),
+                "cost": torch.rand(batch),
+                "terminated": torch.zeros(batch, 1, dtype=torch.bool),
+                "done": torch.zeros(batch, 1, dtype=torch.bool),
+            },
+        },
+        [batch],
+    ).to(device)
+
+
+def bench_learner(actor: str, device="cpu", graphs: bool = False, overrides=()):
+    """The learner as training builds it (:func:`algd.build.build_learner`, default config, ``env=PointButton``
+    for h) at PointButton1 sizes, on ``device``, stepping its own optimisers (usable outside a Trainer)."""
+    from algd import build
+
+    cfg = build.compose(["env=PointButton", f"actor={actor}", *overrides])
+    specs = {"obs_dim": OBS, "act_dim": ACT, "action_low": -torch.ones(ACT), "action_high": torch.ones(ACT)}
+    learner = build.build_learner(cfg, specs, build.build_env(cfg).info, build.Device(device, graphs))
+    return learner.to(device).standalone()
+
+
+def learner_updates_per_s(
+    actor: str, updates: int, repeats: int, wrap=None, device="cpu", graphs=False, overrides=()
+) -> float:
+    """Median updates/s; ``wrap(model)`` may return a context manager to run the updates in (e.g. autocast);
+    ``overrides``: config overrides of the learner (e.g. ``optim.fused=false``)."""
+    model = bench_learner(actor, device, graphs=graphs, overrides=overrides)
+    batch = random_batch(device=device)
+    ctx = wrap(model) if wrap else contextlib.nullcontext
+    with ctx():
+        for _ in range(3):
+            model.update(batch)
+
+        def run():
+            for _ in range(updates):
+                model.update(batch)
+
+        return median_rate(run, updates, repeats)
+
+
+PHASES = ["targets", "critic", "cost_critic", "actor", "score_target", "multiplier", "polyak"]
+
+
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def update_breakdown(actor: str, updates: int) -> dict[str, float]:
+    """Mean ms per update of each named phase of ``update`` (``actor`` excludes its ``score_target`` part), and
+    ``matmul``: the time inside matmul kernels (self time of mm, addmm, bmm, baddbmm) over the whole update.
+    ``actor="minimal_sac"`` profiles the yardstick (``matmul`` and ``total_profiled`` only)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    if actor == "minimal_sac":
+        from algd.bench.sac import minimal_sac_update
+
+        update = minimal_sac_update()
+    else:
+        model, batch = bench_learner(actor), random_batch()
+
+        def update():
+            model.update(batch)
+
+    for _ in range(3):
+        update()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        for _ in range(updates):
+            update()
+        total = (time.perf_counter() - t0) / updates * 1e3
+    ms = dict.fromkeys(PHASES, 0.0) if actor != "minimal_sac" else {}
+    ms["matmul"] = 0.0
+    for event in prof.events():
+        if event.name in ms:
+            ms[event.name] += event.cpu_time_total / 1e3 / updates
+        if event.name in MATMULS:
+            ms["matmul"] += event.self_cpu_time_total / 1e3 / updates
+    if "actor" in ms:
+        ms["actor"] -= ms["score_target"]
+    ms["total_profiled"] = total
+    return {k: round(v, 3) for k, v in ms.items()}
+
+
+def flops_per_update(actor: str) -> int:
+    """Matmul FLOPs (forward + backward) of one update, counted by ``torch.utils.flop_counter``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, batch = bench_learner(actor), random_batch()
+    model.update(batch)
+    with FlopCounterMode(display=False) as counter:
+        model.update(batch)
+    return int(counter.get_total_flops())
+
+
+def autocast_bf16(model):
+    return partial(torch.autocast, "cpu", dtype=torch.bfloat16)
+
+
+def compile_critics(model):
+    for critic in (model.q, model.qc):
+        critic.from_features = torch.compile(critic.from_features, dynamic=False)
+    return contextlib.nullcontext

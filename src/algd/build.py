@@ -1,0 +1,156 @@
+"""The one builder: every part of a run is made here, from the composed Hydra config, by ``hydra.utils.instantiate``
+of its own group (``env/``, ``data/``, ``model/`` with ``actor/``, ``energy/``, ``multiplier/``, ``optim/``,
+``trainer/``, ``logger/``, ``callbacks/``), runtime objects (env sizes, h, the device) passed in at instantiate time.
+Training (:mod:`algd.launch.run`), evaluation, the benchmark and the tests all build through these functions, so
+none of them can measure or load a learner that training no longer builds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from algd.errors import ConfigError
+
+# Keys of the trainer group that are algd's, not Lightning Trainer arguments.
+RUNTIME_TRAINER_KEYS = ("threads", "cuda_graphs")
+
+
+def instantiate(node, **kwargs):
+    """``hydra.utils.instantiate`` without the descriptive ``name`` key that component configs carry."""
+    from hydra.utils import instantiate as hydra_instantiate
+    from omegaconf import OmegaConf
+
+    node = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "name"}
+    return hydra_instantiate(node, **kwargs)
+
+
+@dataclass
+class Device:
+    """Where the learner and the replay storage live (envs and acting always stay on CPU)."""
+
+    name: str  # "cpu" | "cuda"
+    cuda_graphs: bool
+
+    @property
+    def accelerator(self) -> str:
+        return "gpu" if self.name == "cuda" else "cpu"
+
+
+def resolve_device(cfg) -> Device:
+    """``trainer.accelerator`` (cpu | gpu | cuda | auto) and ``trainer.cuda_graphs`` → a :class:`Device`."""
+    import torch
+
+    accelerator = cfg.trainer.accelerator
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"invalid trainer.accelerator={accelerator}: no CUDA device is visible to torch "
+            f"{torch.__version__}; use trainer.accelerator=cpu"
+        )
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return Device("cuda" if on_gpu else "cpu", on_gpu and bool(cfg.trainer.get("cuda_graphs", False)))
+
+
+def build_env(cfg):
+    """The env factory (``env/``): ``factory(seed)`` makes an env, ``factory.info`` describes the task."""
+    from hydra.utils import instantiate as hydra_instantiate
+
+    return hydra_instantiate(cfg.env, _convert_="all")
+
+
+def cost_target(cfg, info) -> float:
+    """h for this task and ``cost_gamma`` (:func:`algd.learner.constraint.per_step_cost_target`)."""
+    from algd.learner.constraint import per_step_cost_target
+
+    return per_step_cost_target(
+        info.cost_limit, float(cfg.cost_gamma), info.episode_length, discounted=info.eval_cost_discount is not None
+    )
+
+
+def build_components(cfg, device: Device) -> dict:
+    """Energy, multiplier and optimiser (``energy/``, ``multiplier/``, ``optim/``); their own checks run here, before
+    any env or network is built, and fail as one :class:`ConfigError` line."""
+    from hydra.utils import instantiate as hydra_instantiate
+
+    parts = {}
+    for group in ["energy", "multiplier", "optim"]:
+        try:
+            parts[group] = hydra_instantiate(cfg[group])
+        except Exception as err:  # noqa: BLE001  (hydra wraps the component's ValueError)
+            cause = err.__cause__ or err
+            raise ConfigError(f"invalid {group} config: {cause}") from None
+    if device.cuda_graphs:  # optimiser steps inside a CUDA graph keep their state on the device
+        parts["optim"] = partial(parts["optim"], capturable=True)
+    if "fused" in cfg.optim and cfg.optim.fused is None:  # auto: the fused kernel on CPU, torch's default on CUDA
+        parts["optim"] = partial(parts["optim"], fused=True if device.name == "cpu" else None)
+    return parts
+
+
+def build_data(cfg, factory, device: Device):
+    """The DataModule (``data/``): env, collector, replay buffer on the learner's device."""
+    return instantiate(cfg.data, env_factory=factory, device=device.name)
+
+
+def build_learner(cfg, specs: dict, info, device: Device, components: dict | None = None):
+    """The learner (``model/``) for env sizes ``specs`` (:func:`algd.data.collectors.env_specs`) and task ``info``;
+    ``components`` from :func:`build_components` (built here if not given)."""
+    parts = components or build_components(cfg, device)
+    actor = instantiate(cfg.actor)(**specs)  # first: its weights are drawn before the critics', as always
+    return instantiate(
+        cfg.model,
+        obs_dim=specs["obs_dim"],
+        act_dim=specs["act_dim"],
+        h=cost_target(cfg, info),
+        cost_done_mask=info.cost_done_mask,
+        actor=actor,
+        energy=parts["energy"],
+        multiplier=parts["multiplier"],
+        optim=parts["optim"],
+        cuda_graphs=device.cuda_graphs,
+    )
+
+
+def build_callbacks(cfg) -> dict:
+    """The callbacks (``callbacks/``), by name, in config order; a node set to null is left out."""
+    from hydra.utils import instantiate as hydra_instantiate
+
+    return {name: hydra_instantiate(node) for name, node in cfg.callbacks.items() if node is not None}
+
+
+def build_logger(cfg, purge_step: int | None = None):
+    """The TensorBoard logger (``logger/``); ``purge_step``: drop points logged after a resumed checkpoint."""
+    from hydra.utils import instantiate as hydra_instantiate
+    from omegaconf import OmegaConf
+
+    extra = {"purge_step": purge_step} if purge_step is not None else {}
+    logger = hydra_instantiate(cfg.logger, **extra)
+    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return logger
+
+
+def build_trainer(cfg, device: Device, logger=None, callbacks=()):
+    """The Lightning ``Trainer`` (``trainer/``, less algd's runtime keys) on ``device``."""
+    from hydra.utils import instantiate as hydra_instantiate
+    from omegaconf import OmegaConf
+
+    node = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if k not in RUNTIME_TRAINER_KEYS}
+    return hydra_instantiate(
+        node, accelerator=device.accelerator, logger=logger if logger is not None else False, callbacks=list(callbacks)
+    )
+
+
+def compose(overrides: list[str] = (), config_dir: str | Path | None = None):
+    """The training config composed from ``configs/`` with ``overrides``, as ``algd-train`` would see it (outside
+    a Hydra app: ``paths.output_dir`` does not resolve, so no logger or checkpoint callback can be built)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+
+    from algd.launch.config import CONFIG_DIR
+
+    try:
+        with initialize_config_dir(config_dir=str(config_dir or CONFIG_DIR), version_base="1.3", job_name="algd"):
+            return hydra_compose(config_name="train", overrides=list(overrides))
+    except HydraException as err:
+        raise ConfigError(" ".join(str(err).split())) from None

@@ -1,0 +1,110 @@
+"""Evaluation: deterministic episodes of the policy (``evaluate``) and the frame-keyed ``Evaluator`` callback."""
+
+from __future__ import annotations
+
+import torch
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+from tqdm.auto import tqdm
+
+from algd.actors import acting_copy, load_weights_
+from algd.callbacks.frames import EveryFrames, log_scalars
+from algd.envs import episode_cost
+
+# Episode seeds are the run's seed plus an offset, so they never coincide with the training env's episodes:
+EVAL_SEED_OFFSET = 10_000  # evaluations during training (and their videos)
+POLICY_EVAL_SEED_OFFSET = 20_000  # ``algd-eval`` by default: other episodes than the ones training evaluated on
+
+
+def evaluate(
+    policy, env, episodes: int, max_steps: int, cost_limit: float | None = None, cost_discount: float | None = None
+) -> dict[str, float]:
+    """Deterministic episodes; undiscounted return. ``eval/cost`` is the episode cost as the task's limit counts it:
+    the plain sum, or with ``cost_discount`` = γ the discounted sum Σ_t γ^t·c_t (then ``eval/cost_undiscounted``
+    holds the plain sum too). Returns means and standard deviations and, given the ``cost_limit``, the violation
+    rate: the fraction of episodes whose cost exceeds it."""
+    returns, costs, plain_costs, lengths = [], [], [], []
+    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+        for _ in range(episodes):
+            td = env.rollout(max_steps, policy, break_when_any_done=True)
+            returns.append(td["next", "reward"].sum().item())
+            costs.append(episode_cost(td["next", "cost"], cost_discount))
+            if cost_discount is not None:  # the plain sum as well (else it is ``costs`` itself)
+                plain_costs.append(episode_cost(td["next", "cost"]))
+            lengths.append(td.numel())
+    r, c = torch.tensor(returns), torch.tensor(costs)
+    out = {
+        "eval/return": r.mean().item(),
+        "eval/cost": c.mean().item(),
+        "eval/return_std": r.std(unbiased=False).item(),
+        "eval/cost_std": c.std(unbiased=False).item(),
+        "eval/length": sum(lengths) / len(lengths),
+    }
+    if cost_discount is not None:
+        out["eval/cost_undiscounted"] = sum(plain_costs) / len(plain_costs)
+    if cost_limit is not None:
+        out["eval/violation_rate"] = (c > cost_limit).float().mean().item()
+    return out
+
+
+def refreshed_copy(copy: torch.nn.Module | None, actor: torch.nn.Module) -> torch.nn.Module:
+    """A CPU acting copy of the learner's ``actor`` for evaluation: made on first use, then refreshed in place."""
+    if copy is None:
+        return acting_copy(actor).eval()
+    load_weights_(copy, actor)
+    return copy
+
+
+class Evaluator(EveryFrames):
+    """Every ``every_frames`` (and at the end of training) run ``episodes`` deterministic episodes on a separate
+    env and log ``eval/return``, ``eval/cost`` (γ-discounted where ``info.eval_cost_discount`` is set).
+
+    Each evaluation re-seeds its env and its random numbers with ``seed + EVAL_SEED_OFFSET`` (the run's seed, from
+    the DataModule) inside a forked RNG: every
+    evaluation sees the same episodes, and evaluating never changes the training run's random stream (so a run
+    that evaluates at other frames, or a resumed one, trains identically)."""
+
+    def __init__(self, every_frames: int, episodes: int = 5):
+        super().__init__(every_frames)
+        self.episodes = int(episodes)
+        self.env_factory = self.info = self.seed = None  # the training task's, from the DataModule at setup
+        self.env = None
+        self.actor = None  # a CPU copy of the learner's actor, refreshed before each evaluation
+        self.last: dict[str, float] = {}
+
+    def setup(self, trainer, pl_module, stage):
+        self.env_factory, self.seed = trainer.datamodule.env_factory, trainer.datamodule.seed
+        self.info = self.env_factory.info
+
+    def fire(self, trainer, pl_module, frames):
+        if self.episodes <= 0:
+            return
+        seed = self.seed + EVAL_SEED_OFFSET
+        if self.env is None:
+            self.env = self.env_factory(seed)
+        self.actor = refreshed_copy(self.actor, pl_module.actor)
+        with torch.random.fork_rng(devices=[]):  # the copy acts on CPU
+            torch.manual_seed(seed)
+            self.env.reseed(seed)
+            self.last = evaluate(
+                self.actor.policy(),
+                self.env,
+                self.episodes,
+                self.info.episode_length,
+                self.info.cost_limit,
+                self.info.eval_cost_discount,
+            )
+        log_scalars(trainer, self.last, frames)
+        tqdm.write(
+            f"[eval] frames {frames}: return {self.last['eval/return']:.2f} ± {self.last['eval/return_std']:.2f}"
+            f"  cost {self.last['eval/cost']:.2f} ± {self.last['eval/cost_std']:.2f}"
+            f"  (limit {self.info.cost_limit:g}{' discounted' if self.info.eval_cost_discount else ''}, "
+            f"{self.episodes} episodes)"
+        )
+
+    def on_train_end(self, trainer, pl_module):
+        frames = trainer.datamodule.frames
+        if not self.last or self._next is None or frames > self._next - self.every_frames:
+            self.fire(trainer, pl_module, frames)
+        if self.env is not None:
+            self.env.close()
+            self.env = None

@@ -1,0 +1,105 @@
+"""One training run from a composed config: check it, build every part (:mod:`algd.build`), fit, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from algd.errors import TrainingStopped
+from algd.launch.config import protocol_name
+from algd.launch.resume import find_checkpoint
+from algd.launch.runtime import default_threads, quiet_libraries
+from algd.launch.validate import validate
+
+
+def run(cfg) -> dict[str, float]:
+    """Train one run described by ``cfg``; returns the final evaluation metrics."""
+    validate(cfg)
+    quiet_libraries()
+    import lightning as L
+    import torch
+
+    from algd import build
+    from algd.callbacks.checkpoint import Resume, checkpoint_frames, load_checkpoint
+    from algd.learner.module import NonFiniteLossError
+
+    device = build.resolve_device(cfg)  # the learner's and the replay storage's; envs and acting stay on CPU
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt, ckpt_path = None, None
+    if cfg.get("resume"):
+        _, ckpt_path = find_checkpoint(cfg.resume)
+        ckpt = load_checkpoint(ckpt_path)
+        if checkpoint_frames(ckpt) >= int(cfg.total_frames):
+            print(
+                f"[algd] nothing to do: {ckpt_path} is at frame {checkpoint_frames(ckpt)} and total_frames="
+                f"{cfg.total_frames}; pass a larger total_frames to extend the run"
+            )
+            return {}
+    threads = default_threads(cfg)
+    if threads:
+        torch.set_num_threads(threads)
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    components = build.build_components(cfg, device)
+    factory = build.build_env(cfg)
+    info = factory.info
+    announce(cfg, out_dir, info, build.cost_target(cfg, info))
+
+    dm = build.build_data(cfg, factory, device)
+    try:
+        model = build.build_learner(cfg, dm.specs(), info, device, components)
+        dm.set_policy(model.actor)
+        # A resumed run appends to the same TensorBoard run; points after the checkpoint's frame (logged by the
+        # interrupted process after its last checkpoint) are purged, so every curve has one point per frame.
+        logger = build.build_logger(cfg, purge_step=checkpoint_frames(ckpt) + 1 if ckpt is not None else None)
+        callbacks = build.build_callbacks(cfg)
+        if ckpt is not None:  # first: the others read the restored frame counter
+            callbacks = {"resume": Resume(ckpt, ckpt_path), **callbacks}
+            ckpt = None
+        trainer = build.build_trainer(cfg, device, logger, callbacks.values())
+        try:
+            trainer.fit(model, datamodule=dm)
+        except NonFiniteLossError as err:
+            raise TrainingStopped(non_finite_message(err, dm, model, callbacks.get("checkpointer"), out_dir)) from None
+        logger.experiment.flush()
+    finally:
+        dm.close()
+    evaluator = callbacks.get("evaluator")
+    final = dict(evaluator.last) if evaluator is not None else {}
+    print(
+        f"[algd] done: {dm.frames} frames, {model.updates} updates; final eval return "
+        f"{final.get('eval/return', float('nan')):.2f}, cost {final.get('eval/cost', float('nan')):.2f}"
+    )
+    return final
+
+
+def announce(cfg, out_dir: Path, info, h: float) -> None:
+    """The run's first lines: where it writes, how to watch it, the task, its limit and h, the algorithm."""
+    discounted = info.eval_cost_discount is not None
+    limit = (
+        f"{info.cost_limit:g} (discounted episode cost, γ = {info.eval_cost_discount:g})"
+        if discounted
+        else f"{info.cost_limit:g} (episode cost)"
+    )
+    print(f"[algd] run dir: {out_dir}")
+    print(f"[algd] monitor: tensorboard --logdir {out_dir.parent if 'multiruns' in str(out_dir) else out_dir}")
+    print(
+        f"[algd] env {info.name} ({protocol_name(cfg)} protocol): episode {info.episode_length} steps, cost limit "
+        f"{limit}, h = {h:.4f}; actor {cfg.actor.name}, energy {cfg.energy._target_.split('.')[-1]}, "
+        f"seed {cfg.seed}, {cfg.total_frames} frames ({cfg.warmup_frames} warm-up), utd {cfg.utd}"
+    )
+
+
+def non_finite_message(err, dm, model, checkpointer, out_dir: Path) -> str:
+    """Why training stopped on a NaN/Inf loss, what was saved, and the command that continues the run."""
+    last = (checkpointer.dirpath if checkpointer is not None else out_dir / "checkpoints") / "last.ckpt"
+    if checkpointer is not None and checkpointer.saved_on_exception:
+        where = f"the last finite state (frame {dm.frames}, {model.updates} updates) is saved in {last}"
+    elif last.exists():
+        where = f"parameters were already non-finite; the last good checkpoint is {last}"
+    else:
+        where = "parameters were already non-finite and no checkpoint was saved yet"
+    return (
+        f"non-finite {err.name} ({err.value}) at frame {dm.frames}, update {err.update + 1}: training "
+        f"stopped; {where}. Change the config (e.g. a lower optim.lr, grad_clip=1.0) and continue with: "
+        f"python -m algd.train resume={out_dir} <changed keys>"
+    )

@@ -1,0 +1,50 @@
+"""``<run dir>/status.json``: how a run ended (completed, failed with why), written by the job wrapper and read by the
+sweep summary and the report. This module is its only reader and writer."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+STATUS_FILE = "status.json"
+
+
+def is_multirun() -> bool:
+    """Whether this Hydra job is part of a multirun."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def write_status(out_dir: Path, status: str, **fields) -> None:
+    """Record how this Hydra job ended, with its job number, overrides, pid and torch threads."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    torch = sys.modules.get("torch")
+    record = {
+        "status": status,
+        "job": hc.job.num if is_multirun() else None,
+        "overrides": list(hc.overrides.task),
+        "pid": os.getpid(),
+        "threads": torch.get_num_threads() if torch is not None else None,
+        "ended": time.time(),
+        **fields,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / STATUS_FILE).write_text(json.dumps(record, indent=1))
+
+
+def read_status(run_dir: Path) -> dict | None:
+    """The run's status record, or None when it has none (still running, or killed before it could write it)."""
+    path = Path(run_dir) / STATUS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def status_records(root: Path) -> list[tuple[Path, dict]]:
+    """(run dir, record) of every run under ``root`` that has a status."""
+    return [(f.parent, json.loads(f.read_text())) for f in Path(root).glob(f"**/{STATUS_FILE}")]

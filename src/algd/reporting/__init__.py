@@ -1,0 +1,1 @@
+"""Across-seed reports of sweeps: runs (``runs``), statistics (``stats``), plots and tables (``tables``)."""

@@ -1,0 +1,68 @@
+"""The runs under a folder: their overrides, how they ended (``status.json``), cost limit and TensorBoard curves."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from algd.launch.status import read_status
+
+CURVES = {  # tag -> (file stem, axis label)
+    "eval/return": ("return", "eval return"),
+    "eval/cost": ("cost", "eval cost (episode)"),
+    "lagrange/lambda": ("lambda", "λ"),
+    "lagrange/violation": ("violation", "violation mean[Q̂c − h]₊"),
+}
+FINAL = ["eval/return", "eval/cost", "lagrange/violation"]  # the table's columns (last point of each run)
+
+
+def read_scalars(tb_dir: Path, tags=CURVES) -> dict[str, np.ndarray]:
+    """``{tag: array of (frame, value) rows}`` of a run's TensorBoard folder, for the tags it has."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    have = set(acc.Tags()["scalars"])
+    return {
+        t: np.array([(e.step, e.value) for e in acc.Scalars(t)], dtype=float).reshape(-1, 2) for t in tags if t in have
+    }
+
+
+@dataclass
+class Run:
+    path: Path
+    overrides: list[str]
+    status: str  # completed | failed | unfinished (no status.json: running or killed)
+    error: str = ""
+    cost_limit: float | None = None
+    curves: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def config(self) -> tuple[str, ...]:
+        return tuple(sorted(o for o in self.overrides if o.partition("=")[0].lstrip("+~") != "seed"))
+
+    @property
+    def seed(self) -> str:
+        return next((o.partition("=")[2] for o in self.overrides if o.partition("=")[0] == "seed"), "0")
+
+
+def load_run(path: Path) -> Run:
+    import yaml
+    from omegaconf import OmegaConf
+
+    overrides = [str(o) for o in yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text()) or []]
+    record = read_status(path) or {"status": "unfinished"}
+    run = Run(path, overrides, record["status"], record.get("error", ""))
+    with contextlib.suppress(Exception):  # no config yet, or a limit that does not resolve: no line is drawn
+        run.cost_limit = float(OmegaConf.load(path / ".hydra" / "config.yaml").env.cost_limit)
+    if run.status != "failed" and (path / "tb").is_dir():
+        run.curves = read_scalars(path / "tb")
+    return run
+
+
+def find_runs(root: Path) -> list[Run]:
+    """Every run directory (``.hydra/overrides.yaml``) under ``root``, which may itself be a run."""
+    return [load_run(f.parent.parent) for f in sorted(Path(root).glob("**/.hydra/overrides.yaml"))]

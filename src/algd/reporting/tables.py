@@ -1,0 +1,113 @@
+"""The report of a sweep: plots (mean and 95 % bootstrap interval across seeds) and ``report.md``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from algd.errors import ConfigError
+from algd.reporting.runs import CURVES, FINAL, Run, find_runs
+from algd.reporting.stats import IQM_MIN_SEEDS, aggregate, align
+
+
+def label(config: tuple[str, ...], common: set[str]) -> str:
+    return ",".join(o for o in config if o not in common) or "(all runs)"
+
+
+def plot(groups: dict[str, list[Run]], tag: str, out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stem, ylabel = CURVES[tag]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, runs in groups.items():
+        curves = [r.curves[tag] for r in runs if len(r.curves.get(tag, ())) > 0]
+        if not curves:
+            continue
+        frames, values = align(curves)
+        stats = [aggregate(col[~np.isnan(col)]) for col in values.T]
+        mean = np.array([s["mean"] for s in stats])
+        (line,) = ax.plot(frames, mean, label=f"{name} (n={len(curves)})")
+        ax.fill_between(
+            frames, [s["lo"] for s in stats], [s["hi"] for s in stats], color=line.get_color(), alpha=0.2, linewidth=0
+        )
+    if tag == "eval/cost":
+        for limit in sorted({r.cost_limit for rs in groups.values() for r in rs if r.cost_limit is not None}):
+            ax.axhline(limit, color="k", linestyle="--", linewidth=1, label=f"cost limit {limit:g}")
+    ax.set_xlabel("environment frames")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{ylabel}: mean and 95 % bootstrap interval across seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / f"{stem}.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _cell(s: dict[str, float]) -> str:
+    return f"{s['mean']:.2f} [{s['lo']:.2f}, {s['hi']:.2f}]" + (
+        f" (IQM {s['iqm']:.2f})" if s["iqm"] == s["iqm"] else ""
+    )
+
+
+def report(sweep: Path, out: Path | None = None) -> Path:
+    """Write the plots and ``report.md`` of the runs under ``sweep``; returns the output folder."""
+    sweep = Path(sweep)
+    if not sweep.is_dir():
+        raise ConfigError(f"{sweep}: no such folder")
+    runs = find_runs(sweep)
+    if not runs:
+        raise ConfigError(f"{sweep}: no run directories (.hydra/overrides.yaml) under it")
+    out = Path(out) if out else sweep / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    common = set.intersection(*(set(r.config) for r in runs))
+    usable = [r for r in runs if r.status != "failed" and len(r.curves.get("eval/return", ())) > 0]
+    groups: dict[str, list[Run]] = {}
+    for r in sorted(usable, key=lambda r: r.config):
+        groups.setdefault(label(r.config, common), []).append(r)
+
+    plots = [plot(groups, tag, out) for tag in CURVES]
+    counts = {s: sum(r.status == s for r in runs) for s in ("completed", "unfinished", "failed")}
+    lines = [
+        f"# Report: {sweep}",
+        "",
+        f"{len(runs)} runs: {counts['completed']} completed, {counts['unfinished']} unfinished (running or "
+        f"killed; counted with the points they have), {counts['failed']} failed (skipped).",
+        f"Common overrides: `{' '.join(sorted(common)) or '-'}`.",
+        "",
+        "Final = the last evaluation (violation: the last logged value) of each run; mean [95 % bootstrap "
+        f"interval] across seeds, IQM where ≥ {IQM_MIN_SEEDS} seeds.",
+        "",
+        "| config | seeds | frames | final return | final cost | final violation | cost limit |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, rs in groups.items():
+        cells = []
+        for tag in FINAL:
+            finals = [r.curves[tag][-1, 1] for r in rs if len(r.curves.get(tag, ())) > 0]
+            cells.append(_cell(aggregate(finals)) if finals else "-")
+        frames = sorted({int(r.curves["eval/return"][-1, 0]) for r in rs})
+        span = f"{frames[0]}" if len(frames) == 1 else f"{frames[0]}–{frames[-1]}"
+        limits = ",".join(sorted({f"{r.cost_limit:g}" for r in rs if r.cost_limit is not None})) or "-"
+        lines.append(f"| {name} | {len(rs)} | {span} | {' | '.join(cells)} | {limits} |")
+    lines += [
+        "",
+        "## Runs",
+        "",
+        "| run | status | seed | last eval frame | return | cost | violation |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        last = {t: r.curves[t][-1] for t in FINAL if len(r.curves.get(t, ())) > 0}
+        frame = f"{int(last['eval/return'][0])}" if "eval/return" in last else "-"
+        vals = [f"{last[t][1]:.2f}" if t in last else "-" for t in FINAL]
+        status = f"failed: {r.error.split('; ')[0]}" if r.status == "failed" else r.status
+        lines.append(f"| {label(r.config, common)} | {status} | {r.seed} | {frame} | {' | '.join(vals)} |")
+    lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return out
