@@ -30,6 +30,7 @@ from tensordict import TensorDictBase
 from torchrl.collectors import Collector
 from torchrl.envs import EnvBase
 
+from algd import checks
 from algd.actors import acting_copy, load_weights_
 from algd.data.collectors import COLLECTORS, env_specs, make_collector
 from algd.data.episodes import EpisodeTracker
@@ -39,6 +40,45 @@ from algd.rng import rng_states, set_rng_states
 
 class RLDataModule(L.LightningDataModule):
     """Owns the training env, the collector, the replay buffer, the frame counter and the episode statistics."""
+
+    CONFIG_RULES = {
+        "seed": checks.integer(0),
+        "total_frames": checks.integer(1),
+        "warmup_frames": checks.integer(0),
+        "utd": checks.number(0, low_open=True, why="a number > 0 (gradient updates per environment frame)"),
+        "batch_size": checks.integer(1),
+        "buffer_capacity": checks.integer(1),
+        "collector": checks.one_of(*COLLECTORS),
+        "frames_per_batch": checks.integer(1),
+        "workers": checks.integer(1),
+        "sync_every_frames": checks.optional(
+            checks.integer(1), "null (refresh before every collection) or an integer >= 1"
+        ),
+    }
+    CONFIG_RELATIONS = (
+        checks.Relation(  # the workers of collector=multi step together and share each batch
+            "frames_per_batch",
+            lambda v: v["collector"] != "multi" or v["frames_per_batch"] % v["workers"] == 0,
+            lambda v: f"a multiple of collector.workers ({v['workers']})",
+        ),
+        checks.Relation(
+            "warmup_frames",
+            lambda v: v["warmup_frames"] < v["total_frames"],
+            lambda v: f"< total_frames ({v['total_frames']}), or no update would ever run",
+        ),
+        checks.Relation(
+            "batch_size",
+            lambda v: v["batch_size"] <= v["warmup_frames"],
+            lambda v: (
+                f"<= warmup_frames ({v['warmup_frames']}), so the first update samples a full batch of warm-up data"
+            ),
+        ),
+        checks.Relation(
+            "buffer_capacity",
+            lambda v: v["buffer_capacity"] >= v["batch_size"],
+            lambda v: f">= batch_size ({v['batch_size']})",
+        ),
+    )
 
     def __init__(
         self,
@@ -56,14 +96,9 @@ class RLDataModule(L.LightningDataModule):
         device: str | torch.device = "cpu",
     ):
         super().__init__()
-        if collector not in COLLECTORS:
-            raise ValueError(f"unknown collector {collector!r}; valid: {', '.join(COLLECTORS)}")
+        checks.enforce(self, "data", **{k: v for k, v in locals().items() if k in self.CONFIG_RULES})
         if collector == "single":
             workers = 1
-        if workers < 1 or (collector == "multi" and frames_per_batch % workers):
-            raise ValueError(
-                f"collector.frames_per_batch ({frames_per_batch}) must be a multiple of collector.workers ({workers})"
-            )
         self.workers, self.overlap = int(workers), collector == "async"
         self.sync_every_frames = int(sync_every_frames or frames_per_batch)
         self.device = torch.device(device)

@@ -17,6 +17,14 @@ import numpy as np
 import torch
 from torchrl.envs import EnvBase
 
+from algd import checks
+
+# The values every env factory accepts (its ``CONFIG_RULES``).
+FACTORY_RULES = {
+    "max_episode_steps": checks.integer(1),
+    "cost_limit": checks.optional(checks.number(0), "a number >= 0 (episode cost limit)"),
+}
+
 
 @dataclass
 class EnvInfo:

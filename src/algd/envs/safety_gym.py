@@ -11,7 +11,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
-from algd.envs.base import AlgdEnv, EnvInfo, import_gymnasium
+from algd.envs.base import FACTORY_RULES, AlgdEnv, EnvInfo, import_gymnasium
 from algd.rng import mt19937_from_dict, mt19937_to_dict
 
 gymnasium = import_gymnasium()
@@ -33,6 +33,8 @@ class SafetyGymFactory:
     ``fixed_layout=True`` (paper protocol) draws the object layout once from ``layout_seed`` and freezes it for every
     later reset; otherwise layouts are re-drawn each episode from the env RNG, seeded by the run seed.
     """
+
+    CONFIG_RULES = FACTORY_RULES
 
     def __init__(
         self, name: str, id: str, max_episode_steps: int, cost_limit: float, fixed_layout: bool, layout_seed: int = 0
@@ -77,16 +79,16 @@ class SafetyGymEnv(AlgdEnv):
     space's dtype. Observations are always copied, so an env that reuses its observation array cannot change them."""
 
     def __init__(self, env):
-        from torchrl.envs.libs.gym import _gym_to_torchrl_spec_transform
+        from torchrl.envs.libs.gym import convert_box_spec  # the converter TorchRL's gym wrappers use for Box spaces
 
         super().__init__(batch_size=torch.Size([]))
         self._env = env
         self._act_dtype = env.action_space.dtype
         self.observation_spec = Composite(
-            observation=_gym_to_torchrl_spec_transform(env.observation_space, dtype=torch.float32, device="cpu"),
+            observation=convert_box_spec(env.observation_space, dtype=torch.float32, device="cpu"),
             cost=Unbounded(shape=(), dtype=torch.float32, device="cpu"),
         )
-        self.action_spec = _gym_to_torchrl_spec_transform(env.action_space, dtype=torch.float32, device="cpu")
+        self.action_spec = convert_box_spec(env.action_space, dtype=torch.float32, device="cpu")
         self.reward_spec = Unbounded(shape=(1,), dtype=torch.float32, device="cpu")
         flag = Categorical(2, shape=(1,), dtype=torch.bool, device="cpu")
         self.full_done_spec = Composite(done=flag, terminated=flag.clone(), truncated=flag.clone())

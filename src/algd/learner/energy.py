@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from algd import checks
+
 
 class LagrangianEnergy(nn.Module):
     """Plain Lagrangian:  L(s,a,λ) = −min(Q1,Q2)(s,a) + λ·(Q̂c(s,a) − h)."""
@@ -22,10 +24,11 @@ class AugmentedLagrangianEnergy(nn.Module):
     With g = Q̂c − h: the penalty is λg + (ρ/2)g² where λ + ρg ≥ 0, and the constant −λ²/(2ρ) otherwise.
     """
 
+    CONFIG_RULES = {"rho": checks.number(0, low_open=True)}
+
     def __init__(self, rho: float = 1.0):
         super().__init__()
-        if rho <= 0:
-            raise ValueError(f"energy.rho must be > 0, got {rho}")
+        checks.enforce(self, "energy", rho=rho)
         self.rho = float(rho)
 
     def forward(self, q: torch.Tensor, qc_hat: torch.Tensor, lam: torch.Tensor, h: float) -> torch.Tensor:

@@ -24,6 +24,7 @@ from tensordict import TensorDictBase
 from torch import nn
 from torch.profiler import record_function
 
+from algd import checks
 from algd.learner import constraint, perf
 from algd.learner.graphs import LOSSES, GraphedUpdate
 from algd.learner.nets import QEnsemble, polyak_
@@ -69,6 +70,16 @@ class SafeActorCritic(L.LightningModule):
     Cost target:    yc = c + γ_c·mask_c·Qc_e'(s', a')  per member e  (mask_c ≡ 1 unless ``cost_done_mask``)
     Losses: sum over members of the members' MSEs.
     """
+
+    CONFIG_RULES = {
+        "ensemble": checks.integer(1),
+        "polyak_every": checks.integer(1),
+        "k": checks.number(0, why="a number >= 0 (risk coefficient: Q̂c = mean + k·std)"),
+        **{key: checks.number(0, 1, low_open=True) for key in ("gamma", "cost_gamma", "tau")},
+        "grad_clip": checks.optional(checks.number(0, low_open=True), "null or a number > 0"),
+        "critic_hidden": checks.widths(),
+        "cost_hidden": checks.widths(),
+    }
 
     def __init__(
         self,
