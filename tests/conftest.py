@@ -30,3 +30,8 @@ def run_dirs(tmp_path: Path) -> list[Path]:
 @pytest.fixture
 def train():
     return run_train
+
+
+def overrides(text: str) -> list[str]:
+    """Command-line overrides written as one string: ``overrides("env=toy utd=1")`` → ``["env=toy", "utd=1"]``."""
+    return text.split()

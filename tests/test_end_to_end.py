@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_dirs, run_train
+from conftest import overrides, run_dirs, run_train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 REQUIRED_TAGS = {
@@ -32,11 +32,7 @@ def load_ckpt(path: Path) -> dict:
 
 def test_toy_end_to_end(tmp_path):
     proc = run_train(
-        "env=toy",
-        "total_frames=2000",
-        "warmup_frames=1000",
-        "eval_every_frames=1000",
-        "checkpoint_every_frames=1000",
+        *overrides("env=toy total_frames=2000 warmup_frames=1000 eval_every_frames=1000 checkpoint_every_frames=1000"),
         *TINY,
         tmp_path=tmp_path,
     )
@@ -62,13 +58,10 @@ def test_hydra_multirun_ablation(tmp_path):
     """actor × energy ablation through Hydra's multirun: all 6 jobs complete, each in a directory named by its
     overrides, each with a final checkpoint and evaluation."""
     proc = run_train(
-        "-m",
-        "env=toy",
-        "actor=gaussian,diffusion,diffusion_ve",
-        "energy=augmented,lagrangian",
-        "total_frames=250",
-        "warmup_frames=200",
-        "eval_every_frames=250",
+        *overrides(
+            "-m env=toy actor=gaussian,diffusion,diffusion_ve energy=augmented,lagrangian total_frames=250 "
+            "warmup_frames=200 eval_every_frames=250"
+        ),
         *TINY,
         tmp_path=tmp_path,
     )
@@ -94,9 +87,7 @@ def test_real_safety_gym_point_button(tmp_path, protocol, episode, h, actor):
         "env=PointButton",
         f"protocol={protocol}",
         f"actor={actor}",
-        "total_frames=300",
-        "warmup_frames=200",
-        "eval_every_frames=300",
+        *overrides("total_frames=300 warmup_frames=200 eval_every_frames=300"),
         *TINY,
         tmp_path=tmp_path,
     )
@@ -126,16 +117,10 @@ def test_sac_lag_learns_a_safe_policy_on_toy(tmp_path):
     """A cheap version of the acceptance check: SAC-Lag on the toy task ends under the cost limit (2) with a return
     far above a random policy's (≈ −90: the point barely moves from the start, 2 units from the goal)."""
     proc = run_train(
-        "env=toy",
-        "experiment=sac_lag",
-        "seed=0",
-        "total_frames=6000",
-        "warmup_frames=1000",
-        "utd=1",
-        "batch_size=128",
-        "eval_every_frames=6000",
-        "eval_episodes=5",
-        "log_every_frames=1000",
+        *overrides(
+            "env=toy experiment=sac_lag seed=0 total_frames=6000 warmup_frames=1000 utd=1 batch_size=128 "
+            "eval_every_frames=6000 eval_episodes=5 log_every_frames=1000"
+        ),
         tmp_path=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

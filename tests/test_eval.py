@@ -11,7 +11,7 @@ import imageio
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_dirs, run_train
+from conftest import ROOT, overrides, run_dirs, run_train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 VIDEO = [
@@ -27,15 +27,10 @@ def toy_run(tmp_path_factory):
     """A 200-frame toy run (100 updates) with a video every 100 frames."""
     tmp = tmp_path_factory.mktemp("eval")
     proc = run_train(
-        "env=toy",
-        "total_frames=200",
-        "warmup_frames=100",
-        "batch_size=32",
-        "utd=1",
-        "eval_every_frames=200",
-        "eval_episodes=1",
-        "log_every_frames=100",
-        "trainer.threads=1",
+        *overrides(
+            "env=toy total_frames=200 warmup_frames=100 batch_size=32 utd=1 eval_every_frames=200 eval_episodes=1 "
+            "log_every_frames=100 trainer.threads=1"
+        ),
         *VIDEO,
         tmp_path=tmp,
     )

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_train
+from conftest import ROOT, overrides, run_train
 
 from algd.reporting.stats import aggregate, align, bootstrap_ci, iqm
 from algd.reporting.tables import report
@@ -47,7 +47,7 @@ def test_align_interpolates_inside_each_run_and_stops_shorter_runs():
 
 
 def test_bad_ablation_name_lists_valid_ones(tmp_path):
-    proc = run_train("-m", "ablation=nope", "env=toy", tmp_path=tmp_path)
+    proc = run_train(*overrides("-m ablation=nope env=toy"), tmp_path=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "error: unknown ablation 'nope'; valid ablation names: actor, baselines, energy, ensemble, mc_samples, rho"
@@ -59,12 +59,7 @@ def energy_sweep(tmp_path_factory):
     """make ablate ABL=energy ENV=toy SEEDS=2, on a tiny budget."""
     tmp = tmp_path_factory.mktemp("ablate")
     proc = run_train(
-        "-m",
-        "ablation=energy",
-        "env=toy",
-        "seed=range(0,2)",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
+        *overrides("-m ablation=energy env=toy seed=range(0,2) hydra/launcher=joblib hydra.launcher.n_jobs=2"),
         *TINY,
         tmp_path=tmp,
     )

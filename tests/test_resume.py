@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_dirs, run_train
+from conftest import ROOT, overrides, run_dirs, run_train
 
 from algd.callbacks.checkpoint import atomic_save_checkpoint, load_checkpoint
 from algd.errors import CheckpointError
@@ -228,14 +228,11 @@ def test_joblib_sweep_isolates_a_failing_job(tmp_path):
     """Two parallel joblib jobs, one of which diverges: the other completes with complete logs, the sweep prints
     a summary naming the failed job and exits non-zero."""
     proc = run_train(
-        "-m",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
+        *overrides("-m hydra/launcher=joblib hydra.launcher.n_jobs=2"),
         *SMALL[:-1],
-        "total_frames=300",
-        "eval_every_frames=150",
-        "checkpoint_every_frames=150",
-        "actor.beta_temperature=1.0,1e-45",
+        *overrides(
+            "total_frames=300 eval_every_frames=150 checkpoint_every_frames=150 actor.beta_temperature=1.0,1e-45"
+        ),
         tmp_path=tmp_path,
     )
     assert proc.returncode == 1, proc.stderr[-3000:]

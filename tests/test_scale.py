@@ -2,7 +2,7 @@
 through Hydra launchers."""
 
 import pytest
-from conftest import run_dirs, run_train
+from conftest import overrides, run_dirs, run_train
 
 from test_end_to_end import load_ckpt, scalars
 
@@ -13,15 +13,10 @@ def _train_with_collector(tmp_path, *collector_args):
     proc = run_train(
         "env=toy",
         *collector_args,
-        "collector.workers=2",
-        "total_frames=300",
-        "warmup_frames=100",
-        "batch_size=32",
-        "utd=1",
-        "eval_every_frames=300",
-        "eval_episodes=1",
-        "log_every_frames=100",
-        "trainer.threads=1",
+        *overrides(
+            "collector.workers=2 total_frames=300 warmup_frames=100 batch_size=32 utd=1 eval_every_frames=300 "
+            "eval_episodes=1 log_every_frames=100 trainer.threads=1"
+        ),
         tmp_path=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -66,7 +61,7 @@ TOY_JOB = [
 
 
 def test_joblib_sweep_runs_jobs_in_parallel_processes(tmp_path):
-    proc = run_train("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TOY_JOB, tmp_path=tmp_path)
+    proc = run_train(*overrides("-m hydra/launcher=joblib hydra.launcher.n_jobs=2"), *TOY_JOB, tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 of 2 jobs completed, 0 failed" in proc.stdout
     a, b = _sweep_jobs(tmp_path)

@@ -3,7 +3,7 @@ cost, truncated observations, both protocols end to end."""
 
 import pytest
 import torch
-from conftest import run_dirs, run_train
+from conftest import overrides, run_dirs, run_train
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from tensordict import TensorDict
@@ -142,15 +142,10 @@ def test_hopper_trains_on_both_protocols(tmp_path, protocol, limit, h):
     proc = run_train(
         "env=Hopper",
         f"protocol={protocol}",
-        "actor=gaussian",
-        "total_frames=300",
-        "warmup_frames=200",
-        "batch_size=32",
-        "utd=1",
-        "eval_every_frames=300",
-        "eval_episodes=1",
-        "env.max_episode_steps=100",
-        "trainer.threads=1",
+        *overrides(
+            "actor=gaussian total_frames=300 warmup_frames=200 batch_size=32 utd=1 eval_every_frames=300 "
+            "eval_episodes=1 env.max_episode_steps=100 trainer.threads=1"
+        ),
         tmp_path=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -17,25 +17,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from algd.bench.learner import (
-    ACT,
-    BATCH,
-    OBS,
-    autocast_bf16,
-    compile_critics,
-    flops_per_update,
-    learner_updates_per_s,
-    update_breakdown,
-)
-from algd.bench.loops import collect_fps, collector_wrapper_ab, train_fps
-from algd.bench.report import print_cpu_report, print_gpu_report, write_result
-from algd.bench.sac import minimal_sac_flops, minimal_sac_updates_per_s
-from algd.bench.timing import device_name, device_name_cpu, peak_matmul_gflops
-
-FORLOOP_ADAM = ["optim.fused=false"]  # torch's for-loop Adam instead of the fused kernel training uses on CPU
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,117 +39,13 @@ def main() -> None:
         "--out", default=None, help="default: logs/bench/bench.json (bench_cuda.json with --device cuda)"
     )
     args = parser.parse_args()
-    from algd.learner.perf import keep_heap
-
     if args.device == "cuda":
-        return gpu_main(args)
+        from algd.bench.gpu import run_gpu
 
-    result = {
-        "device": device_name(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "batch_size": BATCH,
-        "obs_dim": OBS,
-        "act_dim": ACT,
-        "keep_heap": keep_heap(),
-    }
-    print(f"[bench] {result['device']}, {result['threads']} threads; timing the learner ...", flush=True)
-    result["peak_matmul_gflops"] = peak_matmul_gflops()
-    result["peak_matmul_gflops_bf16"] = peak_matmul_gflops(dtype=torch.bfloat16)
-    ups = result["updates_per_s"] = {}
-    for _ in range(2):  # two interleaved rounds; the better (less disturbed) median of each is kept
-        for name in ["diffusion", "diffusion_ve", "gaussian", "minimal_sac"]:
-            rate = (
-                minimal_sac_updates_per_s(args.updates, args.repeats)
-                if name == "minimal_sac"
-                else learner_updates_per_s(name, args.updates, args.repeats)
-            )
-            ups[name] = max(ups.get(name, 0.0), rate)
-    result["update_ms_breakdown"] = {
-        name: update_breakdown(name, args.updates) for name in ["diffusion", "gaussian", "minimal_sac"]
-    }
-    # The ratio to minimal_sac if everything but the matmul kernels took no time at all: the update's matmul-kernel
-    # time (the profiler barely slows these large kernels) over minimal_sac's unprofiled update time, same run.
-    sac_ms = 1000.0 / ups["minimal_sac"]
-    result["matmul_floor_ratio"] = {
-        name: result["update_ms_breakdown"][name]["matmul"] / sac_ms for name in ["diffusion", "gaussian"]
-    }
-    flops = result["flops_per_update"] = {name: flops_per_update(name) for name in ["diffusion", "gaussian"]}
-    flops["minimal_sac"] = minimal_sac_flops()
-    result["achieved_gflops"] = {name: flops[name] * ups[name] / 1e9 for name in flops}
-    if args.options:
-        print("[bench] options: bf16 autocast, torch.compile, for-loop Adam, TorchRL's env wrapper ...", flush=True)
-        u, r = args.updates, args.repeats
-        opts = result["options"] = {}
-        for _ in range(2):  # two interleaved rounds, the better median kept (as above)
-            for name, rate in [
-                ("diffusion_bf16_autocast", lambda: learner_updates_per_s("diffusion", u, r, autocast_bf16)),
-                ("diffusion_compile_critics", lambda: learner_updates_per_s("diffusion", u, r, compile_critics)),
-                ("diffusion_adam_forloop", lambda: learner_updates_per_s("diffusion", u, r, overrides=FORLOOP_ADAM)),
-                ("diffusion_default", lambda: learner_updates_per_s("diffusion", u, r)),
-                ("gaussian_adam_forloop", lambda: learner_updates_per_s("gaussian", u, r, overrides=FORLOOP_ADAM)),
-                ("gaussian_default", lambda: learner_updates_per_s("gaussian", u, r)),
-            ]:
-                opts[name] = max(opts.get(name, 0.0), rate())
-        result["options_collect"] = {
-            "PointGoal1": collector_wrapper_ab("SafetyPointGoal1-v0", args.frames, args.repeats)
-        }
-    result["collect"] = {}
-    for name, env_id in [("PointGoal1", "SafetyPointGoal1-v0"), ("PointButton1", "SafetyPointButton1-v0")]:
-        print(f"[bench] collection on {env_id} ...", flush=True)
-        result["collect"][name] = collect_fps(env_id, args.frames, args.repeats)
-    print("[bench] training loop (Lightning, UTD 10) on PointButton1 ...", flush=True)
-    loops = {name: train_fps(name) for name in ["diffusion", "gaussian"]}
-    result["train_fps"] = {name: loop["fps"] for name, loop in loops.items()}
-    result["train_updates_per_s"] = {name: loop["updates_per_s"] for name, loop in loops.items()}
-    print_cpu_report(result)
-    write_result(result, args.out or "logs/bench/bench.json")
+        return run_gpu(args)
+    from algd.bench.cpu import run_cpu
 
-
-if __name__ == "__main__":
-    main()
-
-
-def gpu_main(args) -> None:
-    """The learner on CUDA vs this machine's CPU, in one run (batch 256, PointButton1 sizes)."""
-    if not torch.cuda.is_available():
-        raise SystemExit(f"error: --device cuda: no CUDA device is visible to torch {torch.__version__}")
-    from algd.learner.perf import keep_heap
-
-    cpu = device_name_cpu()
-    result = {
-        "device": torch.cuda.get_device_name(),
-        "cpu": cpu,
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "batch_size": BATCH,
-        "obs_dim": OBS,
-        "act_dim": ACT,
-        "keep_heap": keep_heap(),
-    }
-    print(f"[bench] {result['device']} vs {cpu} ({result['threads']} threads) ...", flush=True)
-    ups = result["updates_per_s"] = {"cuda_graphs": {}, "cuda": {}, "cpu": {}}
-    for mode in ups:
-        device = "cpu" if mode == "cpu" else "cuda"
-        for name in ["diffusion", "diffusion_ve", "gaussian", "minimal_sac"]:
-            if name == "minimal_sac" and mode == "cuda_graphs":
-                continue
-            ups[mode][name] = (
-                minimal_sac_updates_per_s(args.updates, args.repeats, device)
-                if name == "minimal_sac"
-                else learner_updates_per_s(
-                    name, args.updates, args.repeats, device=device, graphs=mode == "cuda_graphs"
-                )
-            )
-            print(f"  {mode:<11} {name:<13} {ups[mode][name]:8.1f} updates/s", flush=True)
-    print("[bench] training loop on the toy env (UTD 10, trainer=gpu vs cpu) ...", flush=True)
-    result["train_toy"] = {
-        f"{name}_{device}": train_fps(name, env="toy", device=device, learn_frames=100)
-        for name in ["diffusion", "gaussian"]
-        for device in ["cuda", "cpu"]
-    }
-    print_gpu_report(result)
-    write_result(result, args.out or "logs/bench/bench_cuda.json")
+    return run_cpu(args)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
+from algd.bench.learner import ACT, BATCH, OBS
+
+
+def machine_record(**fields) -> dict:
+    """What every benchmark file starts with: the machine, torch, the update's sizes and the heap setting."""
+    from algd.bench.timing import cpu_bf16_flags
+    from algd.learner.perf import keep_heap
+
+    return {
+        "cpu_bf16_flags": cpu_bf16_flags(),
+        **fields,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "batch_size": BATCH,
+        "obs_dim": OBS,
+        "act_dim": ACT,
+        "keep_heap": keep_heap(),
+    }
+
 
 def write_result(result: dict, path: str) -> None:
     out = Path(path)
@@ -16,7 +37,8 @@ def write_result(result: dict, path: str) -> None:
 def print_cpu_report(result: dict) -> None:
     ups, flops = result["updates_per_s"], result["flops_per_update"]
     print(
-        f"\n{result['device']}, {result['threads']} threads, torch {result['torch']}; peak matmul (2048²) "
+        f"\n{result['device']} (bf16 flags: {', '.join(result['cpu_bf16_flags']) or 'none'}), {result['threads']} "
+        f"threads, torch {result['torch']}; peak matmul (2048²) "
         f"{result['peak_matmul_gflops']:.0f} GFLOP/s fp32, {result['peak_matmul_gflops_bf16']:.0f} bf16"
     )
     print("\nlearner (batch 256, obs 76, act 2)   updates/s   ms/update   GFLOP/update   GFLOP/s   minimal_sac ratio")

@@ -1,0 +1,69 @@
+"""``make bench`` on the CPU: learner updates/s per actor beside the yardstick SAC, the update's phases, FLOPs and
+the matmul peak, collection, the training loop, and (``--options``) the directions measured and not taken."""
+
+from __future__ import annotations
+
+import torch
+
+from algd.bench.learner import autocast_bf16, compile_critics, flops_per_update, learner_updates_per_s, update_breakdown
+from algd.bench.loops import collect_fps, collector_wrapper_ab, train_fps
+from algd.bench.report import machine_record, print_cpu_report, write_result
+from algd.bench.sac import minimal_sac_flops, minimal_sac_updates_per_s
+from algd.bench.timing import device_name, peak_matmul_gflops
+
+FORLOOP_ADAM = ["optim.fused=false"]  # torch's for-loop Adam instead of the fused kernel training uses on CPU
+
+
+def run_cpu(args) -> None:
+    result = machine_record(device=device_name())
+    print(f"[bench] {result['device']}, {result['threads']} threads; timing the learner ...", flush=True)
+    result["peak_matmul_gflops"] = peak_matmul_gflops()
+    result["peak_matmul_gflops_bf16"] = peak_matmul_gflops(dtype=torch.bfloat16)
+    ups = result["updates_per_s"] = {}
+    for _ in range(2):  # two interleaved rounds; the better (less disturbed) median of each is kept
+        for name in ["diffusion", "diffusion_ve", "gaussian", "minimal_sac"]:
+            rate = (
+                minimal_sac_updates_per_s(args.updates, args.repeats)
+                if name == "minimal_sac"
+                else learner_updates_per_s(name, args.updates, args.repeats)
+            )
+            ups[name] = max(ups.get(name, 0.0), rate)
+    result["update_ms_breakdown"] = {
+        name: update_breakdown(name, args.updates) for name in ["diffusion", "gaussian", "minimal_sac"]
+    }
+    # The ratio to minimal_sac if everything but the matmul kernels took no time at all: the update's matmul-kernel
+    # time (the profiler barely slows these large kernels) over minimal_sac's unprofiled update time, same run.
+    sac_ms = 1000.0 / ups["minimal_sac"]
+    result["matmul_floor_ratio"] = {
+        name: result["update_ms_breakdown"][name]["matmul"] / sac_ms for name in ["diffusion", "gaussian"]
+    }
+    flops = result["flops_per_update"] = {name: flops_per_update(name) for name in ["diffusion", "gaussian"]}
+    flops["minimal_sac"] = minimal_sac_flops()
+    result["achieved_gflops"] = {name: flops[name] * ups[name] / 1e9 for name in flops}
+    if args.options:
+        print("[bench] options: bf16 autocast, torch.compile, for-loop Adam, TorchRL's env wrapper ...", flush=True)
+        u, r = args.updates, args.repeats
+        opts = result["options"] = {}
+        for _ in range(2):  # two interleaved rounds, the better median kept (as above)
+            for name, rate in [
+                ("diffusion_bf16_autocast", lambda: learner_updates_per_s("diffusion", u, r, autocast_bf16)),
+                ("diffusion_compile_critics", lambda: learner_updates_per_s("diffusion", u, r, compile_critics)),
+                ("diffusion_adam_forloop", lambda: learner_updates_per_s("diffusion", u, r, overrides=FORLOOP_ADAM)),
+                ("diffusion_default", lambda: learner_updates_per_s("diffusion", u, r)),
+                ("gaussian_adam_forloop", lambda: learner_updates_per_s("gaussian", u, r, overrides=FORLOOP_ADAM)),
+                ("gaussian_default", lambda: learner_updates_per_s("gaussian", u, r)),
+            ]:
+                opts[name] = max(opts.get(name, 0.0), rate())
+        result["options_collect"] = {
+            "PointGoal1": collector_wrapper_ab("SafetyPointGoal1-v0", args.frames, args.repeats)
+        }
+    result["collect"] = {}
+    for name, env_id in [("PointGoal1", "SafetyPointGoal1-v0"), ("PointButton1", "SafetyPointButton1-v0")]:
+        print(f"[bench] collection on {env_id} ...", flush=True)
+        result["collect"][name] = collect_fps(env_id, args.frames, args.repeats)
+    print("[bench] training loop (Lightning, UTD 10) on PointButton1 ...", flush=True)
+    loops = {name: train_fps(name) for name in ["diffusion", "gaussian"]}
+    result["train_fps"] = {name: loop["fps"] for name, loop in loops.items()}
+    result["train_updates_per_s"] = {name: loop["updates_per_s"] for name, loop in loops.items()}
+    print_cpu_report(result)
+    write_result(result, args.out or "logs/bench/bench.json")
