@@ -31,7 +31,7 @@ def test_every_option_composes_and_instantiates(group):
         actor = build(cfg.actor)(obs_dim=4, act_dim=2, action_low=-torch.ones(2), action_high=torch.ones(2))
         assert actor.act(torch.zeros(3, 4)).shape == (3, 2)
         energy = instantiate(cfg.energy)
-        assert energy(torch.zeros(3, 1), torch.zeros(3, 1), torch.tensor(1.0), 0.5).shape == (3, 1)
+        assert energy(torch.zeros(3, 1), torch.zeros(3, 1) - 0.5, torch.tensor(1.0)).shape == (3, 1)
         mult = instantiate(cfg.multiplier)
         assert mult.lam.item() > 0
         params = list(mult.parameters())
@@ -87,3 +87,22 @@ def test_full_safety_gym_id_is_accepted():
 def test_unknown_names_are_rejected(arg, message):
     with pytest.raises(ConfigError, match=message):
         rewrite_argv([arg])
+
+
+def test_schema_names_only_constructor_arguments_of_its_targets():
+    """Every rule of the config schema (algd.schema) is about an argument its target's constructor takes, so a
+    renamed argument cannot leave a rule silently checking nothing."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    from algd.schema import SCHEMAS
+
+    for target, schema in SCHEMAS.items():
+        cls = get_class(target)
+        params = set()
+        for klass in cls.__mro__:  # arguments passed on to a base class through **kwargs count too
+            if "__init__" in vars(klass):
+                params |= set(inspect.signature(klass.__init__).parameters)
+        missing = set(schema.rules) - params
+        assert not missing, f"{target}: schema rules for {sorted(missing)}, which its constructor does not take"

@@ -27,7 +27,7 @@ def test_h_paper_protocol():
 def test_lagrangian_energy_hand_computed():
     q, qc, lam = torch.tensor([3.0, -1.0]), torch.tensor([5.0, 1.0]), torch.tensor(0.5)
     # −q + λ(qc − h) with h = 2: [−3 + 0.5·3, 1 + 0.5·(−1)]
-    assert torch.allclose(LagrangianEnergy()(q, qc, lam, 2.0), torch.tensor([-1.5, 0.5]))
+    assert torch.allclose(LagrangianEnergy()(q, qc - 2.0, lam), torch.tensor([-1.5, 0.5]))
 
 
 def test_augmented_energy_hand_computed():
@@ -36,7 +36,7 @@ def test_augmented_energy_hand_computed():
     qc = torch.tensor([3.0, 2.0, 0.0])  # g = 1 (active), 0 (KKT), −2 (λ + ρg = −3 < 0: constant region)
     # active: λg + ρ/2 g² = 1 + 1 = 2; g = 0: 0; inactive: −λ²/(2ρ) = −0.25
     expected = -q + torch.tensor([2.0, 0.0, -0.25])
-    assert torch.allclose(energy(q, qc, lam, h), expected)
+    assert torch.allclose(energy(q, qc - h, lam), expected)
 
 
 def test_augmented_matches_plain_at_kkt_point_and_is_flat_when_inactive():
@@ -44,11 +44,11 @@ def test_augmented_matches_plain_at_kkt_point_and_is_flat_when_inactive():
     lam, h = torch.tensor(0.7), 2.0
     qc = torch.tensor([2.0], requires_grad=True)  # g = 0, λ > 0
     q = torch.tensor([0.3])
-    (ga,) = torch.autograd.grad(aug(q, qc, lam, h).sum(), qc)
-    (gp,) = torch.autograd.grad(plain(q, qc, lam, h).sum(), qc)
-    assert torch.allclose(aug(q, qc, lam, h), plain(q, qc, lam, h)) and torch.allclose(ga, gp)
+    (ga,) = torch.autograd.grad(aug(q, qc - h, lam).sum(), qc)
+    (gp,) = torch.autograd.grad(plain(q, qc - h, lam).sum(), qc)
+    assert torch.allclose(aug(q, qc - h, lam), plain(q, qc - h, lam)) and torch.allclose(ga, gp)
     qc_low = torch.tensor([0.0], requires_grad=True)  # λ + ρg = 0.7 − 2 < 0
-    (g_low,) = torch.autograd.grad(aug(q, qc_low, lam, h).sum(), qc_low)
+    (g_low,) = torch.autograd.grad(aug(q, qc_low - h, lam).sum(), qc_low)
     assert g_low.item() == 0.0
 
 

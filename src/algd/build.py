@@ -11,18 +11,10 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from algd import checks
 from algd.errors import ConfigError
 
 # Keys of the trainer group that are algd's, not Lightning Trainer arguments.
 RUNTIME_TRAINER_KEYS = ("threads", "cuda_graphs")
-# The rules of the two nodes whose targets are not ours (algd.checks): the optimiser and the Trainer.
-OPTIM_RULES = {"lr": checks.number(0, low_open=True)}
-TRAINER_RULES = {
-    "accelerator": checks.one_of("cpu", "gpu", "cuda", "auto", text="one of cpu, gpu, auto"),
-    "cuda_graphs": checks.one_of(True, False, text="true or false"),
-    "threads": checks.optional(checks.integer(1), "null (torch's default) or an integer >= 1"),
-}
 
 
 def instantiate(node, **kwargs):

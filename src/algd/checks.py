@@ -1,11 +1,5 @@
-"""Config rules, declared next to what they check.
-
-A component states the values it accepts as ``CONFIG_RULES`` (constructor argument → :class:`Rule`) beside its
-constructor, and, where arguments constrain each other, ``CONFIG_RELATIONS``. :func:`algd.launch.validate.validate`
-applies them to the composed config before any work, naming the key the user sets (``total_frames``, not the
-``data.total_frames`` that interpolates it); constructors that check their own arguments call :func:`enforce` with
-the same rules, so each rule is written once.
-"""
+"""The rule vocabulary of the config schema (:mod:`algd.schema`): a rule per value, relations between values, and
+:func:`enforce` for constructors that check their own arguments against the same schema."""
 
 from __future__ import annotations
 
@@ -80,8 +74,8 @@ def failures(rules: dict[str, Rule], relations: tuple[Relation, ...], values: di
             yield rel.key, values[rel.key], rel.text(values)
 
 
-def enforce(owner, prefix: str, **values) -> None:
-    """A constructor's own check: ``ValueError`` naming ``<prefix>.<key>`` on the first of ``owner``'s
-    ``CONFIG_RULES`` / ``CONFIG_RELATIONS`` that ``values`` break."""
-    for key, value, text in failures(owner.CONFIG_RULES, getattr(owner, "CONFIG_RELATIONS", ()), values):
+def enforce(schema, prefix: str, **values) -> None:
+    """A constructor's own check: ``ValueError`` naming ``<prefix>.<key>`` on the first rule or relation of
+    ``schema`` (an :class:`algd.schema.Schema`) that ``values`` break."""
+    for key, value, text in failures(schema.rules, schema.relations, values):
         raise ValueError(f"{prefix}.{key} must be {text}, got {value}")

@@ -43,6 +43,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     from algd.launch.evaluation import evaluate_run
+    from algd.launch.runtime import headless_rendering
+
+    headless_rendering()
 
     try:
         evaluate_run(parse_args(sys.argv[1:] if argv is None else argv))

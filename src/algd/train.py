@@ -19,9 +19,10 @@ from algd.launch.resume import expand_resume, keep_config_history
 def main(argv: list[str] | None = None) -> None:
     import hydra
 
-    from algd.envs.base import headless_rendering
+    from algd.launch.runtime import headless_rendering
     from algd.launch.sweep import SweepSummary, summarize_sweep, task
 
+    headless_rendering()
     try:
         args, resume_dir = expand_resume(sys.argv[1:] if argv is None else argv)
         check_launcher(args)
@@ -32,7 +33,6 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     if resume_dir is not None:
         keep_config_history(resume_dir)
-    headless_rendering()
     try:
         hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")(task)()
     except SystemExit as stop:

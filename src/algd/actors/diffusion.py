@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.profiler import record_function
 
-from algd import checks
+from algd import checks, schema
 from algd.actors import ActionScaler, as_policy
 from algd.actors.diffusion_parts import DiffusionNet, ddpm_schedule, mc_score, ve_sigmas
 
@@ -37,14 +37,6 @@ class _DiffusionBase(nn.Module):
 
     init_std: float
     uses_eps: bool = True
-    CONFIG_RULES = {
-        "steps": checks.integer(1, "an integer >= 1 (K, the number of denoising steps)"),
-        "hidden": checks.widths(),
-        "mc_samples": checks.integer(1, "an integer >= 1 (N, Monte-Carlo samples for the score target)"),
-        "beta_temperature": checks.number(0, low_open=True),
-        "c_energy": checks.number(0),
-        "c_score": checks.number(0),
-    }
 
     def __init__(
         self,
@@ -66,7 +58,7 @@ class _DiffusionBase(nn.Module):
         self.scaler = ActionScaler(action_low, action_high)
         self.mc_samples, self.beta_temperature = int(mc_samples), float(beta_temperature)
         self.c_energy, self.c_score = float(c_energy), float(c_score)
-        checks.enforce(self, "actor", mc_samples=mc_samples, beta_temperature=beta_temperature)
+        checks.enforce(schema.DIFFUSION, "actor", mc_samples=mc_samples, beta_temperature=beta_temperature)
         self.register_buffer("t_index", torch.arange(self.steps), persistent=False)
 
     def step(self, x: torch.Tensor, t: int, eps: torch.Tensor | None, phi: torch.Tensor, noise: bool) -> torch.Tensor:
@@ -174,7 +166,6 @@ class DiffusionActor(_DiffusionBase):
     """
 
     init_std = 1.0
-    CONFIG_RULES = {**_DiffusionBase.CONFIG_RULES, "guidance_weight": checks.number(0)}
 
     def __init__(
         self,
@@ -214,10 +205,6 @@ class DiffusionVEActor(_DiffusionBase):
     """
 
     uses_eps = False
-    CONFIG_RULES = {
-        **_DiffusionBase.CONFIG_RULES,
-        "steps": checks.integer(2, "an integer >= 2 (K, the number of denoising steps)"),
-    }
 
     def __init__(self, *args, sigma_min: float = 0.01, sigma_max: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)  # the env sizes and bounds, steps and the shared settings

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from algd import checks
 from algd.actors import ActionScaler, as_policy
 from algd.learner.nets import mlp
 
@@ -21,8 +20,6 @@ class GaussianActor(nn.Module):
     (e.g. −min Q + λ·(Q̂c − h)); plus the temperature loss −log α·(log π + target_entropy) with target −|A|.
     Deterministic action: tanh(μ(s)).
     """
-
-    CONFIG_RULES = {"hidden": checks.widths()}
 
     def __init__(
         self,

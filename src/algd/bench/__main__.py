@@ -39,6 +39,9 @@ def main() -> None:
         "--out", default=None, help="default: logs/bench/bench.json (bench_cuda.json with --device cuda)"
     )
     args = parser.parse_args()
+    from algd.launch.runtime import headless_rendering
+
+    headless_rendering()
     if args.device == "cuda":
         from algd.bench.gpu import run_gpu
 

@@ -10,7 +10,6 @@ import lightning as L
 import torch
 from tqdm.auto import tqdm
 
-from algd import checks
 from algd.callbacks.frames import EveryFrames, log_finished_episodes, tb_writer
 from algd.errors import CheckpointError
 from algd.learner.module import NonFiniteLossError
@@ -112,8 +111,6 @@ class Checkpointer(EveryFrames):
     """``checkpoints/last.ckpt`` (with the replay buffer: what ``resume=`` needs) every ``every_frames``, at the
     end, and when a loss turns non-finite (if the parameters are still finite); plus weights-only
     ``checkpoints/frame_<N>.ckpt`` snapshots."""
-
-    CONFIG_RULES = {"every_frames": checks.integer(0)}
 
     def __init__(self, dirpath: str, every_frames: int, keep_periodic: bool = True):
         super().__init__(every_frames)

@@ -6,7 +6,6 @@ import torch
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from tqdm.auto import tqdm
 
-from algd import checks
 from algd.actors import acting_copy, load_weights_
 from algd.callbacks.frames import EveryFrames, log_scalars
 from algd.envs import episode_cost
@@ -63,8 +62,6 @@ class Evaluator(EveryFrames):
     the DataModule) inside a forked RNG: every
     evaluation sees the same episodes, and evaluating never changes the training run's random stream (so a run
     that evaluates at other frames, or a resumed one, trains identically)."""
-
-    CONFIG_RULES = {"every_frames": checks.integer(0), "episodes": checks.integer(0)}
 
     def __init__(self, every_frames: int, episodes: int = 5):
         super().__init__(every_frames)

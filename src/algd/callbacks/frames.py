@@ -13,8 +13,6 @@ import time
 import lightning as L
 from tqdm.auto import tqdm
 
-from algd import checks
-
 
 def tb_writer(trainer: L.Trainer):
     """The TensorBoard ``SummaryWriter`` of the run (None without a logger)."""
@@ -62,8 +60,6 @@ class EveryFrames(L.Callback):
 
 class FrameLogger(EveryFrames):
     """Writes the learner's mean losses, λ diagnostics, finished training episodes and timings every N frames."""
-
-    CONFIG_RULES = {"every_frames": checks.integer(1)}
 
     def __init__(self, every_frames: int = 1000):
         super().__init__(every_frames)

@@ -2,7 +2,8 @@
 or to a file (``algd-eval --video``).
 
 Rendering runs on a separate env built by the factory's ``render_env`` (the training and evaluation envs never
-render). MuJoCo renders headless through ``MUJOCO_GL`` (``egl`` unless set; :func:`algd.envs.base.headless_rendering`).
+render). MuJoCo renders headless through ``MUJOCO_GL`` (``egl`` unless set:
+:func:`algd.launch.runtime.headless_rendering`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import torch
 from torchrl.envs.utils import ExplorationType, set_exploration_type, step_mdp
 from tqdm.auto import tqdm
 
-from algd import checks
 from algd.callbacks.evaluation import EVAL_SEED_OFFSET, refreshed_copy
 from algd.callbacks.frames import EveryFrames, tb_writer
 
@@ -88,13 +88,6 @@ class VideoRecorder(EveryFrames):
     same seed), rendered at ``width`` × ``height`` on its own render env (at most ``max_frames`` frames), logged to
     TensorBoard as ``eval/video`` at ``fps``. When videos cannot be made (no renderer, no moviepy 1.x) it prints one
     warning naming the cause and the fix, and training goes on without videos."""
-
-    CONFIG_RULES = {
-        "every_frames": checks.optional(
-            checks.integer(0), "null or 0 (off) or an integer >= 1 (frames between videos)"
-        ),
-        **{key: checks.integer(1) for key in ("max_frames", "width", "height", "fps")},
-    }
 
     TAG = "eval/video"
 

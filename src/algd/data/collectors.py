@@ -6,8 +6,6 @@ import torch
 from torchrl.collectors import Collector
 from torchrl.envs import EnvBase
 
-COLLECTORS = ("single", "multi", "async")
-
 
 def make_collector(envs, policy, frames_per_batch: int, overlap: bool = False):
     """The training collector: a TorchRL ``Collector`` over one env, or, given a list of env constructors, one env

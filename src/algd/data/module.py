@@ -30,9 +30,9 @@ from tensordict import TensorDictBase
 from torchrl.collectors import Collector
 from torchrl.envs import EnvBase
 
-from algd import checks
+from algd import checks, schema
 from algd.actors import acting_copy, load_weights_
-from algd.data.collectors import COLLECTORS, env_specs, make_collector
+from algd.data.collectors import env_specs, make_collector
 from algd.data.episodes import EpisodeTracker
 from algd.data.replay import TRANSITION_KEYS, buffer_state, load_buffer_state, make_buffer
 from algd.rng import rng_states, set_rng_states
@@ -40,45 +40,6 @@ from algd.rng import rng_states, set_rng_states
 
 class RLDataModule(L.LightningDataModule):
     """Owns the training env, the collector, the replay buffer, the frame counter and the episode statistics."""
-
-    CONFIG_RULES = {
-        "seed": checks.integer(0),
-        "total_frames": checks.integer(1),
-        "warmup_frames": checks.integer(0),
-        "utd": checks.number(0, low_open=True, why="a number > 0 (gradient updates per environment frame)"),
-        "batch_size": checks.integer(1),
-        "buffer_capacity": checks.integer(1),
-        "collector": checks.one_of(*COLLECTORS),
-        "frames_per_batch": checks.integer(1),
-        "workers": checks.integer(1),
-        "sync_every_frames": checks.optional(
-            checks.integer(1), "null (refresh before every collection) or an integer >= 1"
-        ),
-    }
-    CONFIG_RELATIONS = (
-        checks.Relation(  # the workers of collector=multi step together and share each batch
-            "frames_per_batch",
-            lambda v: v["collector"] != "multi" or v["frames_per_batch"] % v["workers"] == 0,
-            lambda v: f"a multiple of collector.workers ({v['workers']})",
-        ),
-        checks.Relation(
-            "warmup_frames",
-            lambda v: v["warmup_frames"] < v["total_frames"],
-            lambda v: f"< total_frames ({v['total_frames']}), or no update would ever run",
-        ),
-        checks.Relation(
-            "batch_size",
-            lambda v: v["batch_size"] <= v["warmup_frames"],
-            lambda v: (
-                f"<= warmup_frames ({v['warmup_frames']}), so the first update samples a full batch of warm-up data"
-            ),
-        ),
-        checks.Relation(
-            "buffer_capacity",
-            lambda v: v["buffer_capacity"] >= v["batch_size"],
-            lambda v: f">= batch_size ({v['batch_size']})",
-        ),
-    )
 
     def __init__(
         self,
@@ -96,7 +57,7 @@ class RLDataModule(L.LightningDataModule):
         device: str | torch.device = "cpu",
     ):
         super().__init__()
-        checks.enforce(self, "data", **{k: v for k, v in locals().items() if k in self.CONFIG_RULES})
+        checks.enforce(schema.DATA, "data", **{k: v for k, v in locals().items() if k in schema.DATA.rules})
         if collector == "single":
             workers = 1
         self.workers, self.overlap = int(workers), collector == "async"

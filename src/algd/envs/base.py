@@ -10,20 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torchrl.envs import EnvBase
-
-from algd import checks
-
-# The values every env factory accepts (its ``CONFIG_RULES``).
-FACTORY_RULES = {
-    "max_episode_steps": checks.integer(1),
-    "cost_limit": checks.optional(checks.number(0), "a number >= 0 (episode cost limit)"),
-}
 
 
 @dataclass
@@ -71,15 +62,8 @@ class AlgdEnv(EnvBase):
         raise NotImplementedError(f"{type(self).__name__} does not render")
 
 
-def headless_rendering() -> None:
-    """MuJoCo renders headless through ``MUJOCO_GL`` (``egl`` unless the user set it); it must be set before mujoco
-    is first imported, so every factory that may import it calls this first."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
-
-
 def import_gymnasium():
     """``import gymnasium`` without gymnasium-robotics' import-time notice about Adroit tasks."""
-    headless_rendering()
     with contextlib.redirect_stderr(io.StringIO()):
         import gymnasium
 

@@ -11,7 +11,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
-from algd.envs.base import FACTORY_RULES, AlgdEnv, EnvInfo, import_gymnasium
+from algd.envs.base import AlgdEnv, EnvInfo, import_gymnasium
 from algd.rng import mt19937_from_dict, mt19937_to_dict
 
 gymnasium = import_gymnasium()
@@ -33,8 +33,6 @@ class SafetyGymFactory:
     ``fixed_layout=True`` (paper protocol) draws the object layout once from ``layout_seed`` and freezes it for every
     later reset; otherwise layouts are re-drawn each episode from the env RNG, seeded by the run seed.
     """
-
-    CONFIG_RULES = FACTORY_RULES
 
     def __init__(
         self, name: str, id: str, max_episode_steps: int, cost_limit: float, fixed_layout: bool, layout_seed: int = 0

@@ -8,7 +8,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Composite, Unbounded
 from torchrl.envs import EnvBase
 
-from algd.envs.base import FACTORY_RULES, AlgdEnv, EnvInfo
+from algd.envs.base import AlgdEnv, EnvInfo
 
 
 class ToyHazardEnv(AlgdEnv):
@@ -107,8 +107,6 @@ class ToyHazardEnv(AlgdEnv):
 
 class ToyFactory:
     """Factory for :class:`ToyHazardEnv` (``env=toy``); it has its own episode length and cost limit."""
-
-    CONFIG_RULES = FACTORY_RULES
 
     def __init__(
         self,

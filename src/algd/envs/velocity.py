@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from torchrl.envs import EnvBase
 
-from algd.envs.base import FACTORY_RULES, EnvInfo, import_gymnasium
+from algd.envs.base import EnvInfo, import_gymnasium
 from algd.envs.safety_gym import SafetyGymEnv, import_safety_gymnasium
 
 gymnasium = import_gymnasium()
@@ -53,8 +53,6 @@ class VelocityFactory:
     A true termination (e.g. the Hopper falling) ends both the reward and the cost bootstrap (spec §2).
     ``ids`` and ``limits`` are the per-protocol tables the config's ``id`` and ``cost_limit`` are read from.
     """
-
-    CONFIG_RULES = FACTORY_RULES
 
     def __init__(
         self,

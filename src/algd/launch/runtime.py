@@ -1,4 +1,5 @@
-"""Process settings for a run: quiet libraries and the number of torch threads."""
+"""Process settings for a run: headless rendering, quiet libraries and the number of torch threads (no heavy
+imports here: the entry points use it before anything else)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,10 @@ def default_threads(cfg) -> int | None:
         return None
     cores = os.cpu_count() or 1
     return max(1, cores // (cores if n_jobs < 0 else int(n_jobs)))
+
+
+def headless_rendering() -> None:
+    """MuJoCo renders headless through ``MUJOCO_GL`` (``egl`` unless the user set it). It must be set before mujoco
+    is first imported (``import gymnasium`` imports it), so the entry points call this before anything else; the
+    library itself never changes the process environment."""
+    os.environ.setdefault("MUJOCO_GL", "egl")

@@ -1,16 +1,16 @@
 """Impossible config values rejected before any work, one clear line each (key, value, what is allowed).
 
-The rules are not listed here: each component declares ``CONFIG_RULES`` (and ``CONFIG_RELATIONS``) beside its
-constructor (:mod:`algd.checks`), the optimiser's and the Trainer's live beside their builders in :mod:`algd.build`.
-This module finds every node the config builds and applies its target's rules.
+The rules are the config schema's (:mod:`algd.schema`, by ``_target_``); this module finds every node the config
+builds and applies its entry, naming the key the user sets.
 """
 
 from __future__ import annotations
 
 from algd.checks import failures
 from algd.errors import ConfigError
+from algd.schema import GROUPS, SCHEMAS
 
-# The nodes built by ``instantiate`` whose targets carry rules (callbacks: each of ``callbacks.*``).
+# The nodes built by ``instantiate`` that the schema covers by ``_target_`` (and each of ``callbacks.*``).
 BUILT_NODES = ("data", "model", "env", "actor", "energy")
 
 
@@ -33,20 +33,13 @@ def check_node(node, path: str, rules: dict, relations: tuple = ()) -> None:
         raise ConfigError(f"invalid {user_key(node, path, key)}={shown}: must be {text}")
 
 
-def target_rules(node) -> tuple[dict, tuple]:
-    from hydra.utils import get_class
-
-    target = get_class(node._target_)
-    return getattr(target, "CONFIG_RULES", {}), getattr(target, "CONFIG_RELATIONS", ())
-
-
 def validate(cfg) -> None:
     """Reject impossible values before any work, one clear line each (key, value, what is allowed)."""
-    from algd.build import OPTIM_RULES, TRAINER_RULES
-
     nodes = [(path, cfg[path]) for path in BUILT_NODES]
     nodes += [(f"callbacks.{name}", node) for name, node in cfg.callbacks.items() if node is not None]
     for path, node in nodes:
-        check_node(node, path, *target_rules(node))
-    check_node(cfg.optim, "optim", OPTIM_RULES)
-    check_node(cfg.trainer, "trainer", TRAINER_RULES)
+        schema = SCHEMAS.get(node.get("_target_"))
+        if schema is not None:
+            check_node(node, path, schema.rules, schema.relations)
+    for group, schema in GROUPS.items():
+        check_node(cfg[group], group, schema.rules, schema.relations)

@@ -1,6 +1,7 @@
 """Energies: the per-state Lagrangian in action space that guides the actor (spec §1).
 
-Each energy maps (min-Q, risk-adjusted cost Q̂c, λ, h) to a per-sample value; lower is better for the actor.
+Each energy maps (min-Q, the constraint gap g = Q̂c − h of :func:`algd.learner.constraint.gap`, λ) to a per-sample
+value; lower is better for the actor.
 """
 
 from __future__ import annotations
@@ -8,14 +9,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from algd import checks
+from algd import checks, schema
 
 
 class LagrangianEnergy(nn.Module):
     """Plain Lagrangian:  L(s,a,λ) = −min(Q1,Q2)(s,a) + λ·(Q̂c(s,a) − h)."""
 
-    def forward(self, q: torch.Tensor, qc_hat: torch.Tensor, lam: torch.Tensor, h: float) -> torch.Tensor:
-        return -q + lam * (qc_hat - h)
+    def forward(self, q: torch.Tensor, g: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        return -q + lam * g
 
 
 class AugmentedLagrangianEnergy(nn.Module):
@@ -24,13 +25,11 @@ class AugmentedLagrangianEnergy(nn.Module):
     With g = Q̂c − h: the penalty is λg + (ρ/2)g² where λ + ρg ≥ 0, and the constant −λ²/(2ρ) otherwise.
     """
 
-    CONFIG_RULES = {"rho": checks.number(0, low_open=True)}
-
     def __init__(self, rho: float = 1.0):
         super().__init__()
-        checks.enforce(self, "energy", rho=rho)
+        checks.enforce(schema.AUGMENTED_ENERGY, "energy", rho=rho)
         self.rho = float(rho)
 
-    def forward(self, q: torch.Tensor, qc_hat: torch.Tensor, lam: torch.Tensor, h: float) -> torch.Tensor:
-        shifted = (lam + self.rho * (qc_hat - h)).clamp(min=0.0)
+    def forward(self, q: torch.Tensor, g: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        shifted = (lam + self.rho * g).clamp(min=0.0)
         return -q + (shifted.square() - lam.square()) / (2.0 * self.rho)

@@ -24,7 +24,6 @@ from tensordict import TensorDictBase
 from torch import nn
 from torch.profiler import record_function
 
-from algd import checks
 from algd.learner import constraint, perf
 from algd.learner.graphs import LOSSES, GraphedUpdate
 from algd.learner.nets import QEnsemble, polyak_
@@ -70,16 +69,6 @@ class SafeActorCritic(L.LightningModule):
     Cost target:    yc = c + γ_c·mask_c·Qc_e'(s', a')  per member e  (mask_c ≡ 1 unless ``cost_done_mask``)
     Losses: sum over members of the members' MSEs.
     """
-
-    CONFIG_RULES = {
-        "ensemble": checks.integer(1),
-        "polyak_every": checks.integer(1),
-        "k": checks.number(0, why="a number >= 0 (risk coefficient: Q̂c = mean + k·std)"),
-        **{key: checks.number(0, 1, low_open=True) for key in ("gamma", "cost_gamma", "tau")},
-        "grad_clip": checks.optional(checks.number(0, low_open=True), "null or a number > 0"),
-        "critic_hidden": checks.widths(),
-        "cost_hidden": checks.widths(),
-    }
 
     def __init__(
         self,
@@ -167,8 +156,8 @@ class SafeActorCritic(L.LightningModule):
             if obs is not states:
                 raise ValueError("energy_for(states) only evaluates actions at those states")
             q = self.q.from_features(features[0], action).min(0).values
-            qc_hat = constraint.risk_adjusted(self.qc.from_features(features[1], action), self.k)
-            return self.energy(q, qc_hat, lam, self.h)
+            g = constraint.gap(self.qc.from_features(features[1], action), self.k, self.h)
+            return self.energy(q, g, lam)
 
         return energy_fn
 
