@@ -163,7 +163,7 @@ def test_actor_loss_reaches_heads_and_trunk_but_not_critics(cls, c_score):
         2,
         h=1.0,
         cost_done_mask=False,
-        actor=cls(3, 2, -torch.ones(2), torch.ones(2), steps=3, c_score=c_score, **TINY),
+        actor=_actor(cls, steps=3, c_score=c_score),
         energy=AugmentedLagrangianEnergy(),
         multiplier=LogAdamMultiplier(),
         optim=partial(torch.optim.SGD, lr=0.0),

@@ -128,7 +128,9 @@ def _model(actor, ensemble=4):
         ACT,
         h=0.5,
         cost_done_mask=False,
-        actor=actor(OBS, ACT, torch.tensor([-1.0, -2.0]), torch.tensor([1.0, 0.5])),
+        actor=actor(
+            obs_dim=OBS, act_dim=ACT, action_low=torch.tensor([-1.0, -2.0]), action_high=torch.tensor([1.0, 0.5])
+        ),
         energy=AugmentedLagrangianEnergy(rho=1.5),
         multiplier=LogAdamMultiplier(),
         optim=partial(torch.optim.SGD, lr=0.0),

@@ -128,7 +128,7 @@ def test_polyak():
 def test_gaussian_log_prob_matches_change_of_variables():
     torch.manual_seed(0)
     low, high = torch.tensor([-2.0, 0.0]), torch.tensor([2.0, 1.0])
-    actor = GaussianActor(3, 2, low, high, hidden=[16])
+    actor = GaussianActor(obs_dim=3, act_dim=2, action_low=low, action_high=high, hidden=[16])
     obs = torch.randn(5, 3)
     torch.manual_seed(1)
     action, log_prob = actor.sample(obs)
@@ -149,7 +149,7 @@ def _model(ensemble=4, cost_done_mask=False, gamma=0.9):
         2,
         h=1.0,
         cost_done_mask=cost_done_mask,
-        actor=GaussianActor(3, 2, -torch.ones(2), torch.ones(2), hidden=[16]),
+        actor=GaussianActor(obs_dim=3, act_dim=2, action_low=-torch.ones(2), action_high=torch.ones(2), hidden=[16]),
         energy=AugmentedLagrangianEnergy(),
         multiplier=LogAdamMultiplier(),
         optim=partial(torch.optim.SGD, lr=0.0),

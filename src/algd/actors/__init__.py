@@ -1,4 +1,5 @@
-"""Actors. Every actor follows one contract so the LightningModule never branches on the actor type:
+"""Actors. Every actor subclasses :class:`Actor` (built by keyword for the env: ``obs_dim``, ``act_dim``,
+``action_low``, ``action_high``) and follows one contract, so the LightningModule never branches on the actor type:
 
 - ``act(obs, deterministic)`` → env-scale action (no gradient);
 - ``target_action(obs)`` → (a', bonus): a stochastic next action for critic targets and the value added to
@@ -80,3 +81,17 @@ def load_weights_(dst: nn.Module, src: nn.Module) -> None:
     that collector workers read stay where they are)."""
     for d, s in zip(chain(dst.parameters(), dst.buffers()), chain(src.parameters(), src.buffers()), strict=True):
         d.copy_(s)
+
+
+class Actor(nn.Module):
+    """The base of every actor: made for the env's observation size, action size and action bounds (given by
+    keyword, as :func:`algd.data.collectors.env_specs` reads them from the env); owns the scaling of squashed
+    actions to the bounds (``scaler``) and the TensorDict policy (``policy()``)."""
+
+    def __init__(self, *, obs_dim: int, act_dim: int, action_low, action_high):
+        super().__init__()
+        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+        self.scaler = ActionScaler(action_low, action_high)
+
+    def policy(self) -> TensorDictModuleBase:
+        return as_policy(self)

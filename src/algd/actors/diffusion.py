@@ -19,11 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import nn
 from torch.profiler import record_function
 
 from algd import checks, schema
-from algd.actors import ActionScaler, as_policy
+from algd.actors import Actor
 from algd.actors.diffusion_parts import DiffusionNet, ddpm_schedule, mc_score, ve_sigmas
 
 EnergyFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -31,7 +30,7 @@ _NORM_EPS = 1e-6  # added to ‖φ‖ in the normalised DDPM guidance
 
 
 # --------------------------------------------------------------------------------------------------- base actor
-class _DiffusionBase(nn.Module):
+class _DiffusionBase(Actor):
     """Shared chain, action interface, score target and loss. Subclasses set ``sigma`` (the σ_τ buffer used for
     the score-target perturbations), ``init_std`` (std of the chain input) and implement ``step``."""
 
@@ -40,10 +39,6 @@ class _DiffusionBase(nn.Module):
 
     def __init__(
         self,
-        obs_dim: int,
-        act_dim: int,
-        action_low,
-        action_high,
         steps: int = 5,
         hidden=(128, 128, 128),
         time_dim: int = 16,
@@ -51,11 +46,13 @@ class _DiffusionBase(nn.Module):
         beta_temperature: float = 1.0,
         c_energy: float = 1.0,
         c_score: float = 0.1,
+        **spec,
     ):
-        super().__init__()
-        self.act_dim, self.steps = int(act_dim), int(steps)
-        self.net = DiffusionNet(obs_dim, act_dim, self.steps, list(hidden), int(time_dim), eps_head=self.uses_eps)
-        self.scaler = ActionScaler(action_low, action_high)
+        super().__init__(**spec)  # obs_dim, act_dim, action_low, action_high (the Actor contract)
+        self.steps = int(steps)
+        self.net = DiffusionNet(
+            self.obs_dim, self.act_dim, self.steps, list(hidden), int(time_dim), eps_head=self.uses_eps
+        )
         self.mc_samples, self.beta_temperature = int(mc_samples), float(beta_temperature)
         self.c_energy, self.c_score = float(c_energy), float(c_score)
         checks.enforce(schema.DIFFUSION, "actor", mc_samples=mc_samples, beta_temperature=beta_temperature)
@@ -102,9 +99,6 @@ class _DiffusionBase(nn.Module):
         """One stochastic chain sample; no entropy bonus (zeros [B, 1])."""
         action = self.act(obs, deterministic=False)
         return action, action.new_zeros(*action.shape[:-1], 1)
-
-    def policy(self):
-        return as_policy(self)
 
     # ---------------------------------------------------------------------------------------------------- loss
     def score_target(
@@ -169,14 +163,13 @@ class DiffusionActor(_DiffusionBase):
 
     def __init__(
         self,
-        *args,
         beta_min: float = 1e-4,
         beta_max: float = 0.02,
         guidance_weight: float = 0.05,
         x0_clip: float | None = 3.0,
         **kwargs,
     ):
-        super().__init__(*args, **kwargs)  # the env sizes and bounds, steps and the shared settings
+        super().__init__(**kwargs)  # the Actor contract, steps and the settings every chain shares
         for key, value in ddpm_schedule(self.steps, beta_min, beta_max).items():
             self.register_buffer(key, value, persistent=False)
         self.guidance_weight = float(guidance_weight)
@@ -206,8 +199,8 @@ class DiffusionVEActor(_DiffusionBase):
 
     uses_eps = False
 
-    def __init__(self, *args, sigma_min: float = 0.01, sigma_max: float = 1.0, **kwargs):
-        super().__init__(*args, **kwargs)  # the env sizes and bounds, steps and the shared settings
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 1.0, **kwargs):
+        super().__init__(**kwargs)  # the Actor contract, steps and the settings every chain shares
         sigma = ve_sigmas(self.steps, sigma_min, sigma_max)
         self.register_buffer("sigma", sigma, persistent=False)
         self.register_buffer(

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from algd.actors import ActionScaler, as_policy
+from algd.actors import Actor
 from algd.learner.nets import mlp
 
 
-class GaussianActor(nn.Module):
+class GaussianActor(Actor):
     """π(a|s) = tanh(N(μ(s), σ(s)²)) rescaled to the env bounds; MLP trunk (2×256 by default).
 
     Loss (minimised):  mean[ α·log π(a|s) + E(s, a) ],  a ~ π reparameterised, E the energy
@@ -23,23 +23,19 @@ class GaussianActor(nn.Module):
 
     def __init__(
         self,
-        obs_dim: int,
-        act_dim: int,
-        action_low,
-        action_high,
         hidden=(256, 256),
         log_std_min: float = -20.0,
         log_std_max: float = 2.0,
         init_alpha: float = 0.2,
         autotune_alpha: bool = True,
         target_entropy: float | None = None,
+        **spec,
     ):
-        super().__init__()
-        self.net = mlp(obs_dim, 2 * act_dim, hidden, "relu")
-        self.scaler = ActionScaler(action_low, action_high)
+        super().__init__(**spec)  # obs_dim, act_dim, action_low, action_high (the Actor contract)
+        self.net = mlp(self.obs_dim, 2 * self.act_dim, hidden, "relu")
         self.log_std_min, self.log_std_max = float(log_std_min), float(log_std_max)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(init_alpha)), requires_grad=bool(autotune_alpha))
-        self.target_entropy = float(-act_dim if target_entropy is None else target_entropy)
+        self.target_entropy = float(-self.act_dim if target_entropy is None else target_entropy)
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -82,6 +78,3 @@ class GaussianActor(nn.Module):
             "train/energy": energy.detach().mean(),
         }
         return policy_loss + alpha_loss, metrics
-
-    def policy(self):
-        return as_policy(self)
