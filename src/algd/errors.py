@@ -21,3 +21,13 @@ class TrainingStopped(AlgdError, RuntimeError):
     """Training stopped early for a reason the user can act on, e.g. a non-finite loss (exit code 3)."""
 
     code = 3
+
+
+class Interrupted(AlgdError, RuntimeError):
+    """Training stopped on a signal (SIGTERM, SIGINT, SIGUSR1) after saving a resumable checkpoint (exit code 4)."""
+
+    code = 4
+
+    def __init__(self, message: str, frame: int, signal_name: str):
+        super().__init__(message)
+        self.frame, self.signal_name = int(frame), signal_name

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import lightning as L
@@ -139,3 +140,40 @@ class Checkpointer(EveryFrames):
         if isinstance(exception, NonFiniteLossError) and params_finite(pl_module):
             self.save_last(trainer)  # the failed update did not complete: the learner's counter excludes it
             self.saved_on_exception = True
+
+
+class SignalStop(L.Callback):
+    """SIGTERM (Slurm pre-emption, ``docker stop``, ``kill``), SIGINT (Ctrl-C) or SIGUSR1 during training: the update
+    in progress finishes, then training stops as at the end of its budget, so the ``Checkpointer`` saves
+    ``last.ckpt`` at the frame reached (atomically) and TensorBoard is flushed; ``received`` then names the signal.
+    A second signal while that happens is ignored. The previous handlers are back once training ends."""
+
+    SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
+
+    def __init__(self):
+        self.received: str | None = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is None:
+            self.received = signal.Signals(signum).name
+
+    def on_train_start(self, trainer, pl_module):
+        for name in self.SIGNALS:
+            if hasattr(signal, name):
+                self._previous[name] = signal.signal(getattr(signal, name), self._handle)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.received is not None:
+            trainer.should_stop = True
+
+    def _restore(self) -> None:
+        for name, handler in self._previous.items():
+            signal.signal(getattr(signal, name), handler)
+        self._previous = {}
+
+    def on_train_end(self, trainer, pl_module):
+        self._restore()
+
+    def on_exception(self, trainer, pl_module, exception):
+        self._restore()

@@ -103,7 +103,8 @@ class Evaluator(EveryFrames):
 
     def on_train_end(self, trainer, pl_module):
         frames = trainer.datamodule.frames
-        if not self.last or self._next is None or frames > self._next - self.every_frames:
+        stopped = trainer.should_stop  # stopped early (a signal): the resumed run evaluates at the budget's end
+        if not stopped and (not self.last or self._next is None or frames > self._next - self.every_frames):
             self.fire(trainer, pl_module, frames)
         if self.env is not None:
             self.env.close()

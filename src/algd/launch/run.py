@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from algd.errors import TrainingStopped
+from algd.errors import Interrupted, TrainingStopped
 from algd.launch.config import protocol_name
 from algd.launch.resume import find_checkpoint
 from algd.launch.runtime import default_threads, quiet_libraries
@@ -63,6 +63,14 @@ def run(cfg) -> dict[str, float]:
         logger.experiment.flush()
     finally:
         dm.close()
+    stop = callbacks.get("signal_stop")
+    if stop is not None and stop.received is not None:
+        raise Interrupted(
+            f"{stop.received} at frame {dm.frames} ({model.updates} updates): the run is saved in "
+            f"{out_dir / 'checkpoints' / 'last.ckpt'}; continue it with: python -m algd.train resume={out_dir}",
+            dm.frames,
+            stop.received,
+        )
     evaluator = callbacks.get("evaluator")
     final = dict(evaluator.last) if evaluator is not None else {}
     print(

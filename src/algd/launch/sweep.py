@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from algd.errors import AlgdError
+from algd.errors import AlgdError, Interrupted
 from algd.launch.status import is_multirun, status_records, write_status
 
 
@@ -25,7 +25,10 @@ def task(cfg) -> None:
         final = run(cfg)
     except AlgdError as err:
         code = err.code
-        write_status(out_dir, "failed", started=started, error=str(err), exit_code=code)
+        if isinstance(err, Interrupted):
+            write_status(out_dir, "interrupted", started=started, error=str(err), exit_code=code, frame=err.frame)
+        else:
+            write_status(out_dir, "failed", started=started, error=str(err), exit_code=code)
         if is_multirun():
             print(f"[algd] job failed ({out_dir.name}): {err}", file=sys.stderr)
             return
