@@ -45,6 +45,15 @@ def assert_one_point_per_frame(run_dir: Path) -> dict:
     return tags
 
 
+def wait_for_checkpoint(proc: subprocess.Popen, tmp_path: Path, name: str, seconds: float = 240) -> None:
+    """Wait until the training process ``proc`` has written ``checkpoints/<name>`` (and is still running)."""
+    deadline = time.time() + seconds
+    while not list(tmp_path.rglob(name)):
+        assert proc.poll() is None, f"training exited before writing {name}"
+        assert time.time() < deadline, f"no {name} within {seconds:g} s"
+        time.sleep(0.1)
+
+
 def test_resumed_run_equals_straight_run_and_seeds_determine_runs(tmp_path):
     """400 frames straight vs 200 frames, stop, resume to 400 (the same seed in other processes): same counters,
     same parameters (≤ 1e-6), same evaluations, same replay buffer. Another seed gives other parameters."""
@@ -97,11 +106,7 @@ def test_sigkill_then_resume_continues_from_the_checkpoint(tmp_path):
     cmd = [sys.executable, "-m", "algd.train", f"paths.log_dir={tmp_path}", *args]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 240
-        while not list(tmp_path.rglob("frame_600.ckpt")):
-            assert proc.poll() is None, "training exited before its second checkpoint"
-            assert time.time() < deadline, "no checkpoint at frame 600 within 240 s"
-            time.sleep(0.2)
+        wait_for_checkpoint(proc, tmp_path, "frame_600.ckpt")
         time.sleep(1.0)  # let it run on past the checkpoint (and log points the resumed run must purge)
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -261,11 +266,7 @@ def test_signal_saves_the_frame_reached_and_the_run_resumes(tmp_path, sig):
     cmd = [sys.executable, "-m", "algd.train", f"paths.log_dir={tmp_path}", *INTERRUPT, "total_frames=20000"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 240
-        while not list(tmp_path.rglob("frame_300.ckpt")):
-            assert proc.poll() is None, "training exited before its first checkpoint"
-            assert time.time() < deadline, "no checkpoint at frame 300 within 240 s"
-            time.sleep(0.1)
+        wait_for_checkpoint(proc, tmp_path, "frame_300.ckpt")
         time.sleep(0.5)
         sent = time.time()
         proc.send_signal(getattr(signal, sig))

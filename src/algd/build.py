@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 from algd.errors import ConfigError
 
@@ -17,12 +16,13 @@ from algd.errors import ConfigError
 RUNTIME_TRAINER_KEYS = ("threads", "cuda_graphs")
 
 
-def instantiate(node, **kwargs):
-    """``hydra.utils.instantiate`` without the descriptive ``name`` key that component configs carry."""
+def instantiate(node, drop=("name",), **kwargs):
+    """``hydra.utils.instantiate`` without the keys ``drop`` (by default the descriptive ``name`` that component
+    configs carry)."""
     from hydra.utils import instantiate as hydra_instantiate
     from omegaconf import OmegaConf
 
-    node = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "name"}
+    node = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in drop}
     return hydra_instantiate(node, **kwargs)
 
 
@@ -131,16 +131,16 @@ def build_logger(cfg, purge_step: int | None = None):
 
 def build_trainer(cfg, device: Device, logger=None, callbacks=()):
     """The Lightning ``Trainer`` (``trainer/``, less algd's runtime keys) on ``device``."""
-    from hydra.utils import instantiate as hydra_instantiate
-    from omegaconf import OmegaConf
-
-    node = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if k not in RUNTIME_TRAINER_KEYS}
-    return hydra_instantiate(
-        node, accelerator=device.accelerator, logger=logger if logger is not None else False, callbacks=list(callbacks)
+    return instantiate(
+        cfg.trainer,
+        drop=RUNTIME_TRAINER_KEYS,
+        accelerator=device.accelerator,
+        logger=logger if logger is not None else False,
+        callbacks=list(callbacks),
     )
 
 
-def compose(overrides: list[str] = (), config_dir: str | Path | None = None):
+def compose(overrides: list[str] = ()):
     """The training config composed from ``configs/`` with ``overrides``, as ``algd-train`` would see it (outside
     a Hydra app: ``paths.output_dir`` does not resolve, so no logger or checkpoint callback can be built)."""
     from hydra import compose as hydra_compose
@@ -150,7 +150,7 @@ def compose(overrides: list[str] = (), config_dir: str | Path | None = None):
     from algd.launch.config import CONFIG_DIR
 
     try:
-        with initialize_config_dir(config_dir=str(config_dir or CONFIG_DIR), version_base="1.3", job_name="algd"):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="algd"):
             return hydra_compose(config_name="train", overrides=list(overrides))
     except HydraException as err:
         raise ConfigError(" ".join(str(err).split())) from None

@@ -155,8 +155,9 @@ class RLDataModule(L.LightningDataModule):
         frame budget is spent and every owed update is done. ``updates_done()`` is the learner's update counter,
         read after every batch; without it every batch served counts as one update done."""
         iterator, served = None, 0
+        done = updates_done or (lambda: served)
         while True:
-            while self.due_updates(updates_done() if updates_done else served) > 0:
+            while self.due_updates(done()) > 0:
                 served += 1
                 yield self.buffer.sample()
             if self.frames >= self.total_frames:
@@ -175,7 +176,7 @@ class RLDataModule(L.LightningDataModule):
             self.collected_cost += float(data["next", "cost"].sum())
             self.frames += take
             self.collect_seconds += time.perf_counter() - t0
-            if self.due_updates(updates_done() if updates_done else served) <= 0:
+            if self.due_updates(done()) <= 0:
                 yield None  # a collection tick: callbacks keyed on frames still run during warm-up
 
     def teardown(self, stage: str) -> None:

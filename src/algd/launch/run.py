@@ -59,7 +59,7 @@ def run(cfg) -> dict[str, float]:
         try:
             trainer.fit(model, datamodule=dm)
         except NonFiniteLossError as err:
-            raise TrainingStopped(non_finite_message(err, dm, model, callbacks.get("checkpointer"), out_dir)) from None
+            raise TrainingStopped(non_finite_message(err, dm, model, callbacks, out_dir)) from None
         logger.experiment.flush()
     finally:
         dm.close()
@@ -67,7 +67,7 @@ def run(cfg) -> dict[str, float]:
     if stop is not None and stop.received is not None:
         raise Interrupted(
             f"{stop.received} at frame {dm.frames} ({model.updates} updates): the run is saved in "
-            f"{out_dir / 'checkpoints' / 'last.ckpt'}; continue it with: python -m algd.train resume={out_dir}",
+            f"{last_checkpoint(callbacks, out_dir)}; continue it with: {resume_command(out_dir)}",
             dm.frames,
             stop.received,
         )
@@ -97,9 +97,19 @@ def announce(cfg, out_dir: Path, info, h: float) -> None:
     )
 
 
-def non_finite_message(err, dm, model, checkpointer, out_dir: Path) -> str:
+def last_checkpoint(callbacks: dict, out_dir: Path) -> Path:
+    """Where this run's resumable checkpoint is (the Checkpointer's folder)."""
+    checkpointer = callbacks.get("checkpointer")
+    return (checkpointer.dirpath if checkpointer is not None else out_dir / "checkpoints") / "last.ckpt"
+
+
+def resume_command(out_dir: Path) -> str:
+    return f"python -m algd.train resume={out_dir}"
+
+
+def non_finite_message(err, dm, model, callbacks: dict, out_dir: Path) -> str:
     """Why training stopped on a NaN/Inf loss, what was saved, and the command that continues the run."""
-    last = (checkpointer.dirpath if checkpointer is not None else out_dir / "checkpoints") / "last.ckpt"
+    checkpointer, last = callbacks.get("checkpointer"), last_checkpoint(callbacks, out_dir)
     if checkpointer is not None and checkpointer.saved_on_exception:
         where = f"the last finite state (frame {dm.frames}, {model.updates} updates) is saved in {last}"
     elif last.exists():
@@ -109,5 +119,5 @@ def non_finite_message(err, dm, model, checkpointer, out_dir: Path) -> str:
     return (
         f"non-finite {err.name} ({err.value}) at frame {dm.frames}, update {err.update + 1}: training "
         f"stopped; {where}. Change the config (e.g. a lower optim.lr, grad_clip=1.0) and continue with: "
-        f"python -m algd.train resume={out_dir} <changed keys>"
+        f"{resume_command(out_dir)} <changed keys>"
     )
