@@ -28,6 +28,24 @@ class Interrupted(AlgdError, RuntimeError):
 
     code = 4
 
-    def __init__(self, message: str, frame: int, signal_name: str):
+    def __init__(self, message: str, frame: int, signal_name: str, requeue: bool = False, release=None):
         super().__init__(message)
-        self.frame, self.signal_name = int(frame), signal_name
+        self.frame, self.signal_name, self.requeue = int(frame), signal_name, bool(requeue)
+        self.release = release or (lambda: None)  # gives the signals back to their handlers (after the status)
+
+
+class SaveFailed(AlgdError, RuntimeError):
+    """A checkpoint could not be written (full disk, I/O or permission error); the previous one is intact (exit
+    code 5)."""
+
+    code = 5
+
+    def __init__(self, message: str, path):
+        super().__init__(message)
+        self.path = path
+
+
+class RunBusy(AlgdError, RuntimeError):
+    """The run directory is in use by another live process (exit code 6)."""
+
+    code = 6

@@ -106,7 +106,9 @@ TRAINER = Schema(
 CALLBACKS = {
     "frames.FrameLogger": Schema({"every_frames": integer(1)}),
     "evaluation.Evaluator": Schema({"every_frames": integer(0), "episodes": integer(0)}),
-    "checkpoint.Checkpointer": Schema({"every_frames": integer(0)}),
+    "checkpoint.Checkpointer": Schema(
+        {"every_frames": integer(0), "every_minutes": optional(number(0), "null or 0 (off) or a number of minutes > 0")}
+    ),
     "video.VideoRecorder": Schema(
         {
             "every_frames": optional(integer(0), "null or 0 (off) or an integer >= 1 (frames between videos)"),

@@ -10,9 +10,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from algd.errors import ConfigError
+from algd.errors import ConfigError, RunBusy
 from algd.launch.argv import check_ablation, check_launcher, rewrite_argv
 from algd.launch.config import CONFIG_DIR
+from algd.launch.lock import check_free
 from algd.launch.resume import expand_resume, keep_config_history
 
 
@@ -28,9 +29,11 @@ def main(argv: list[str] | None = None) -> None:
         check_launcher(args)
         sys.argv = [sys.argv[0], *rewrite_argv(args)]
         check_ablation(args)
-    except ConfigError as err:
+        if resume_dir is not None:
+            check_free(resume_dir)  # a live run's directory is refused before anything is written into it
+    except (ConfigError, RunBusy) as err:
         print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(err.code) from None
     if resume_dir is not None:
         keep_config_history(resume_dir)
     try:

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import time
 from pathlib import Path
 
 import lightning as L
@@ -12,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from algd.callbacks.frames import EveryFrames, log_finished_episodes, tb_writer
-from algd.errors import CheckpointError
+from algd.errors import CheckpointError, SaveFailed
 from algd.learner.module import NonFiniteLossError
 
 
@@ -109,14 +111,41 @@ def params_finite(module: torch.nn.Module) -> bool:
 
 
 class Checkpointer(EveryFrames):
-    """``checkpoints/last.ckpt`` (with the replay buffer: what ``resume=`` needs) every ``every_frames``, at the
-    end, and when a loss turns non-finite (if the parameters are still finite); plus weights-only
-    ``checkpoints/frame_<N>.ckpt`` snapshots."""
+    """``checkpoints/last.ckpt`` (with the replay buffer: what ``resume=`` needs) every ``every_frames``, every
+    ``every_minutes`` of wall-clock time (so a SIGKILL or a power cut costs at most that, at any UTD), at the end, and
+    when a loss turns non-finite (if the parameters are still finite); plus weights-only
+    ``checkpoints/frame_<N>.ckpt`` snapshots every ``every_frames``. A save that fails (a full disk, an I/O or
+    permission error) stops training with :class:`~algd.errors.SaveFailed`; the previous ``last.ckpt`` is intact."""
 
-    def __init__(self, dirpath: str, every_frames: int, keep_periodic: bool = True):
+    def __init__(self, dirpath: str, every_frames: int, every_minutes: float | None = None, keep_periodic: bool = True):
         super().__init__(every_frames)
         self.dirpath, self.keep_periodic = Path(dirpath), bool(keep_periodic)
+        self.every_seconds = 60.0 * float(every_minutes) if every_minutes else None
         self.saved_on_exception: bool | None = None
+        self.saved_frame: int | None = None  # the frame of the last.ckpt on disk
+        self._saved_at = time.monotonic()
+
+    @property
+    def last(self) -> Path:
+        return self.dirpath / "last.ckpt"
+
+    def _save(self, trainer, path: Path, with_replay: bool = False) -> None:
+        try:
+            atomic_save_checkpoint(trainer, path, with_replay=with_replay)
+        except OSError as err:
+            cause = f"{err.strerror or err}" + (
+                f" (errno {errno.errorcode.get(err.errno, err.errno)})" if err.errno else ""
+            )
+            previous = (
+                f"{self.last} (frame {self.saved_frame}) is intact and resumes the run"
+                if self.saved_frame is not None and self.last.is_file()
+                else "no checkpoint was saved before"
+            )
+            raise SaveFailed(
+                f"cannot write checkpoint {path}: {cause}; training stopped at frame {trainer.datamodule.frames} "
+                f"({previous})",
+                path,
+            ) from None
 
     def save_last(self, trainer) -> None:
         # Everything logged up to this frame reaches the disk first: a resumed run purges TensorBoard points
@@ -125,12 +154,23 @@ class Checkpointer(EveryFrames):
         writer = tb_writer(trainer)
         if writer is not None:
             writer.flush()
-        atomic_save_checkpoint(trainer, self.dirpath / "last.ckpt", with_replay=True)
+        self._save(trainer, self.last, with_replay=True)
+        self.saved_frame, self._saved_at = trainer.datamodule.frames, time.monotonic()
+
+    def on_train_start(self, trainer, pl_module):
+        super().on_train_start(trainer, pl_module)
+        self._saved_at = time.monotonic()
+        self.saved_frame = trainer.datamodule.frames if self.last.is_file() else None  # (a resumed run's)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self.every_seconds is not None and time.monotonic() - self._saved_at >= self.every_seconds:
+            self.save_last(trainer)
 
     def fire(self, trainer, pl_module, frames):
         self.save_last(trainer)
         if self.keep_periodic:
-            atomic_save_checkpoint(trainer, self.dirpath / f"frame_{frames}.ckpt")
+            self._save(trainer, self.dirpath / f"frame_{frames}.ckpt")
 
     def on_train_end(self, trainer, pl_module):
         self.save_last(trainer)
@@ -142,24 +182,48 @@ class Checkpointer(EveryFrames):
             self.saved_on_exception = True
 
 
+def requeue_signal() -> str | None:
+    """The signal a submitit job (``hydra/launcher=submitit_slurm|submitit_local``) is pre-empted or timed out with
+    (``SIGUSR2`` unless ``SUBMITIT_PREEMPT_SIGNAL`` says otherwise), if submitit handles it in this process; None
+    outside such a job."""
+    if not os.environ.get("SUBMITIT_EXECUTOR"):
+        return None
+    name = "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")
+    return name if hasattr(signal, name) and callable(signal.getsignal(getattr(signal, name))) else None
+
+
 class SignalStop(L.Callback):
     """SIGTERM (Slurm pre-emption, ``docker stop``, ``kill``), SIGINT (Ctrl-C) or SIGUSR1 during training: the update
     in progress finishes, then training stops as at the end of its budget, so the ``Checkpointer`` saves
     ``last.ckpt`` at the frame reached (atomically) and TensorBoard is flushed; ``received`` then names the signal.
-    A second signal while that happens is ignored. The previous handlers are back once training ends."""
+    A second signal while that happens is ignored, and so are later ones until the job wrapper has written the run's
+    status and calls :meth:`release` (or the process exits); without a signal the previous handlers are back once
+    training ends.
+
+    In a submitit job the pre-emption / time-out signal (:func:`requeue_signal`) is taken over the same way, and
+    ``requeue`` is then True: once the checkpoint and the status are written, the job wrapper delivers the signal
+    to submitit's own handler (:func:`algd.launch.sweep.task`), which requeues the job; the requeued job finds
+    ``last.ckpt`` in its run directory and continues it."""
 
     SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
 
     def __init__(self):
         self.received: str | None = None
+        self.requeue_signal: str | None = None
         self._previous: dict = {}
+
+    @property
+    def requeue(self) -> bool:
+        return self.received is not None and self.received == self.requeue_signal
 
     def _handle(self, signum, frame) -> None:
         if self.received is None:
             self.received = signal.Signals(signum).name
 
     def on_train_start(self, trainer, pl_module):
-        for name in self.SIGNALS:
+        self.requeue_signal = requeue_signal()
+        names = [*self.SIGNALS, *([self.requeue_signal] if self.requeue_signal else [])]
+        for name in names:
             if hasattr(signal, name):
                 self._previous[name] = signal.signal(getattr(signal, name), self._handle)
 
@@ -167,13 +231,22 @@ class SignalStop(L.Callback):
         if self.received is not None:
             trainer.should_stop = True
 
-    def _restore(self) -> None:
+    def hold(self) -> None:
+        """After ``fit`` (whose teardown puts back the handlers it found): ignore the signals until :meth:`release`
+        or the exit. ``SIG_IGN``, not a Python handler: the interpreter resets Python handlers to the default
+        (terminate) when it starts shutting down, and a signal during the rest of the shutdown would kill it."""
+        for name in self._previous:
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+    def release(self) -> None:
+        """Give the signals back to their previous handlers."""
         for name, handler in self._previous.items():
             signal.signal(getattr(signal, name), handler)
         self._previous = {}
 
     def on_train_end(self, trainer, pl_module):
-        self._restore()
+        if self.received is None:
+            self.release()
 
     def on_exception(self, trainer, pl_module, exception):
-        self._restore()
+        self.release()

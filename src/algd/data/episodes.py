@@ -15,6 +15,7 @@ class EpisodeTracker:
         self.finished: deque[tuple[float, float, int]] = deque(maxlen=window)
         self.episodes = 0
         self.new: list[tuple[float, float, int, int]] = []
+        self._carry: list | None = None  # a resumed run's unfinished episode, continued by the next new trajectory
 
     def update(self, data: TensorDictBase, first_frame: int) -> None:
         """Accumulate a batch of frames in counting order; ``first_frame`` is the frame count before the batch. Frames
@@ -26,7 +27,10 @@ class EpisodeTracker:
         ids = data.get(("collector", "traj_ids"), None)
         ids = ids.reshape(-1).tolist() if ids is not None else [0] * len(rewards)
         for i, (r, c, d, e) in enumerate(zip(rewards, costs, dones, ids)):
-            run = self.running.setdefault(e, [0.0, 0.0, 0])
+            run = self.running.get(e)
+            if run is None:
+                run, self._carry = self._carry or [0.0, 0.0, 0], None
+                self.running[e] = run
             run[0] += r
             run[1] += c
             run[2] += 1
@@ -49,11 +53,19 @@ class EpisodeTracker:
         return sum(e[0] for e in self.finished) / n, sum(e[1] for e in self.finished) / n
 
     def state_dict(self) -> dict:
-        return {"episodes": self.episodes, "finished": list(self.finished), "new": list(self.new)}
+        return {
+            "episodes": self.episodes,
+            "finished": list(self.finished),
+            "new": list(self.new),
+            "running": [list(run) for run in self.running.values()],
+        }
 
-    def load_state_dict(self, state: dict) -> None:
-        """A resumed env restarts its interrupted episode, so the running sums start again at 0."""
+    def load_state_dict(self, state: dict, resume_running: bool = False) -> None:
+        """With ``resume_running`` (one env, whose interrupted episode the resumed env replays) the unfinished
+        episode's sums carry on; otherwise the resumed env starts a new episode and they start again at 0."""
         self.running = {}
+        running = state.get("running", [])
+        self._carry = list(running[0]) if resume_running and len(running) == 1 else None
         self.episodes = state["episodes"]
         self.finished.clear()
         self.finished.extend(tuple(e) for e in state["finished"])

@@ -12,9 +12,11 @@ while the envs stay on CPU; the replay storage lives on the learner's device (``
 no host-to-device copy.
 
 Checkpoints (``state_dict``) hold the frame counter, the episode statistics, the RNG states (torch, numpy, Python,
-and the env's own RNG as of its latest reset) and, when asked (``replay_in_checkpoint``), the replay buffer contents.
-Restored between two updates, a run continues exactly as the uninterrupted one; an episode interrupted mid-way is
-replayed from its start (its frames already collected stay counted and in the buffer).
+and the env's own RNG as of its latest reset), the actions of the unfinished episode and, when asked
+(``replay_in_checkpoint``), the replay buffer contents. Restored between two updates, a run continues exactly as the
+uninterrupted one, mid-episode too: the rebuilt env replays the unfinished episode's actions from the same reset
+(``AlgdEnv.resume_episode``) before the collector takes its first step. With several collector workers the env
+states are not saved: each worker starts a new episode.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 from tensordict import TensorDictBase
 from torchrl.collectors import Collector
 from torchrl.envs import EnvBase
+from tqdm.auto import tqdm
 
 from algd import checks, schema
 from algd.actors import acting_copy, load_weights_
@@ -79,7 +82,9 @@ class RLDataModule(L.LightningDataModule):
         self._synced_at: int | None = None  # frame count at the latest refresh of the acting copy
         self.syncs = 0
         self._replay_in_checkpoint = False
-        self._env_rng: dict | None = None  # restored env RNG, applied before the first reset of a resumed run
+        self._episode: list[torch.Tensor] = []  # actions of the unfinished training episode (one worker)
+        self._last_obs: torch.Tensor | None = None  # the latest observation the collector saw
+        self._resume_env: tuple | None = None  # (env RNG, actions, observation) replayed by a resumed run's env
 
     # ------------------------------------------------------------------------------------------------ env specs
     def build_env(self) -> EnvBase:
@@ -131,8 +136,9 @@ class RLDataModule(L.LightningDataModule):
             if self._acting is None:
                 raise RuntimeError("RLDataModule.set_policy(actor) must be called before training")
             env = self.build_env()
-            env.restore_episode_rng(self._env_rng)  # the collector's first reset replays the interrupted episode
-            self._env_rng = None
+            if self._resume_env is not None:  # the collector's first reset replays the interrupted episode
+                env.resume_episode(*self._resume_env)
+                self._resume_env = None
             # The Collector runs the policy once while it is built (to learn its outputs); a forked RNG keeps that
             # draw out of the training stream, so a collector built by a resumed run changes no random number.
             with torch.random.fork_rng(devices=[]):
@@ -142,6 +148,11 @@ class RLDataModule(L.LightningDataModule):
                     else [partial(self.env_factory, self.seed + i) for i in range(self.workers)]
                 )
                 self.collector = make_collector(envs, self._acting.policy(), self.frames_per_batch, self.overlap)
+            if env.replay_error:
+                tqdm.write(
+                    f"[algd] warning: the env did not replay the interrupted episode exactly (max |Δ observation| "
+                    f"{env.replay_error:.3g}); the run continues from the replayed state"
+                )
         return self.collector
 
     def due_updates(self, updates: int) -> int:
@@ -172,12 +183,26 @@ class RLDataModule(L.LightningDataModule):
                 data = data.transpose(0, 1)
             data = data.reshape(-1)[:take]
             self.buffer.extend(data.select(*TRANSITION_KEYS))
+            self._track_episode(data)
             self.episodes.update(data, self.frames)
             self.collected_cost += float(data["next", "cost"].sum())
             self.frames += take
             self.collect_seconds += time.perf_counter() - t0
             if self.due_updates(done()) <= 0:
                 yield None  # a collection tick: callbacks keyed on frames still run during warm-up
+
+    def _track_episode(self, data: TensorDictBase) -> None:
+        """Keep the actions taken since the env's latest reset (what a resumed env replays) and the latest
+        observation (what the replay is checked against)."""
+        if self.workers != 1:
+            return
+        ends = data["next", "done"].reshape(-1).nonzero()
+        if len(ends):
+            self._episode = []
+            data = data[int(ends[-1]) + 1 :]
+        if data.shape[0]:  # (a TensorDict's numel() is 1 for an empty batch)
+            self._episode.append(data["action"].clone())
+            self._last_obs = data["next", "observation"][-1].clone()
 
     def teardown(self, stage: str) -> None:
         self.close()
@@ -208,6 +233,8 @@ class RLDataModule(L.LightningDataModule):
             "collected_cost": self.collected_cost,
             "rng": rng_states(),
             "env_rng": env_rng,
+            "episode_actions": torch.cat(self._episode) if self._episode else None,
+            "last_observation": self._last_obs,
         }
         if self._replay_in_checkpoint:
             state["replay"] = buffer_state(self.buffer)
@@ -226,7 +253,15 @@ class RLDataModule(L.LightningDataModule):
                 "snapshots); resume from checkpoints/last.ckpt"
             )
         load_buffer_state(self.buffer, replay)
-        self._rng_state, self._env_rng = state["rng"], state["env_rng"]
+        self._rng_state = state["rng"]
+        actions, obs = state.get("episode_actions"), state.get("last_observation")
+        if self.workers != 1:
+            self._resume_env = None
+        else:
+            self._resume_env = (state["env_rng"], actions, obs if actions is not None else None)
+            self._episode = [actions] if actions is not None and state["env_rng"] else []
+            self._last_obs = obs
+        self.episodes.load_state_dict(state["episodes"], resume_running=bool(self._episode))
 
     def restore_rng(self) -> None:
         set_rng_states(self._rng_state)

@@ -27,10 +27,12 @@ def make_buffer(capacity: int, batch_size: int, device: str | torch.device = "cp
 
 # Not the buffer's own ``state_dict``: the lazy storage allocates its whole capacity at the first write, and its
 # state_dict would write all of it (1 M rows by default) into every checkpoint. This keeps only the filled rows, in
-# storage order, and the writer's cursor: reloading reproduces the buffer and its future overwrites exactly.
+# storage order, and the writer's cursor: reloading reproduces the buffer and its future overwrites exactly. The rows
+# are copied: a slice is a view, and ``torch.save`` writes a view's whole underlying storage (all 1 M rows again).
+# (``torch.clone`` per tensor: ``TensorDict.clone()`` turned some −0.0 into +0.0 here, tensordict 0.14.3.)
 def buffer_state(buffer: TensorDictReplayBuffer) -> dict:
     n = len(buffer.storage)
-    data = buffer.storage[:n].to("cpu").to_dict() if n else {}
+    data = buffer.storage[:n].apply(lambda t: t.to("cpu", copy=True)).to_dict() if n else {}
     return {"size": n, "data": data, "writer": buffer.writer.state_dict()}
 
 

@@ -62,7 +62,7 @@ class SafetyGymFactory:
             raw.unwrapped.task.mechanism_conf.randomize_layout = False
         else:
             raw.reset(seed=int(seed))
-        return SafetyGymEnv(_EpisodeRng(raw))
+        return SafetyGymEnv(EpisodeRng(raw))
 
 
 class SafetyGymEnv(AlgdEnv):
@@ -132,19 +132,18 @@ class SafetyGymEnv(AlgdEnv):
         return self._env
 
     def episode_rng_state(self) -> dict | None:
-        if isinstance(self._env, _EpisodeRng) and self._env.episode_rng is not None:
-            return {"safety_gym": self._env.episode_rng}
-        return None
+        return self._env.episode_rng if isinstance(self._env, EpisodeRng) else None
 
     def restore_episode_rng(self, state: dict | None) -> None:
-        if state and "safety_gym" in state and isinstance(self._env, _EpisodeRng):
-            self._env.set_rng(state["safety_gym"])
+        if state and isinstance(self._env, EpisodeRng):
+            self._env.set_rng(state)
         else:
             super().restore_episode_rng(state)
 
     def reseed(self, seed: int) -> None:
         """A fixed-layout Safety-Gym env re-seeds itself at every reset (and refuses a seed): nothing to do there."""
-        if isinstance(self._env, _EpisodeRng) and not self._env.unwrapped.task.mechanism_conf.randomize_layout:
+        task = getattr(self._env.unwrapped, "task", None)
+        if task is not None and not task.mechanism_conf.randomize_layout:
             return
         super().reseed(seed)
 
@@ -152,30 +151,47 @@ class SafetyGymEnv(AlgdEnv):
         return self._env.render()
 
 
-class _EpisodeRng(gymnasium.Wrapper):
-    """Records the Safety-Gymnasium task RNG (a ``np.random.RandomState``) just before every reset."""
+class EpisodeRng(gymnasium.Wrapper):
+    """Records the RNG a reset draws from just before every reset: the Safety-Gymnasium task RNG (a
+    ``np.random.RandomState``, key ``safety_gym``) or, for a gymnasium MuJoCo env (velocity tasks), its ``np_random``
+    (a ``np.random.Generator``, key ``numpy_generator``)."""
 
     def __init__(self, env):
         super().__init__(env)
         self.episode_rng: dict | None = None
 
-    def _task_rng(self):
-        return self.env.unwrapped.task.random_generator.random_generator
+    def _rng(self):
+        task = getattr(self.env.unwrapped, "task", None)
+        return task.random_generator.random_generator if task is not None else self.env.unwrapped.np_random
 
     def reset(self, **kwargs):
-        self.episode_rng = mt19937_to_dict(self._task_rng().get_state())
+        rng = self._rng()
+        if isinstance(rng, np.random.RandomState):
+            self.episode_rng = {"safety_gym": mt19937_to_dict(rng.get_state())}
+        else:
+            self.episode_rng = {"numpy_generator": rng.bit_generator.state}
         return self.env.reset(**kwargs)
 
     def set_rng(self, state: dict) -> None:
-        self._task_rng().set_state(mt19937_from_dict(state))
+        rng = self._rng()
+        if "safety_gym" in state and isinstance(rng, np.random.RandomState):
+            rng.set_state(mt19937_from_dict(state["safety_gym"]))
+        elif "numpy_generator" in state and isinstance(rng, np.random.Generator):
+            rng.bit_generator.state = state["numpy_generator"]
+        else:
+            raise ValueError(f"the checkpoint's env RNG state ({sorted(state)}) does not fit env {self.spec.id}")
 
     def render(self):
-        task = self.env.unwrapped.task
-        if not task._viewers:  # before the offscreen GL context exists: no multisampling, ~2.5× faster in software
+        task = getattr(self.env.unwrapped, "task", None)
+        if (
+            task is not None and not task._viewers
+        ):  # before the offscreen GL context exists: no multisampling, ~2.5× faster in software
             task.model.vis.quality.offsamples = 0
         return self.env.render()
 
     def close(self):
+        if getattr(self.env.unwrapped, "task", None) is None:
+            return super().close()
         # Free the offscreen renderers now: left to the garbage collector at interpreter exit, their EGL contexts
         # print EGLError tracebacks (safety_gymnasium never closes them).
         task = self.env.unwrapped.task

@@ -6,7 +6,7 @@ import numpy as np
 from torchrl.envs import EnvBase
 
 from algd.envs.base import EnvInfo, import_gymnasium
-from algd.envs.safety_gym import SafetyGymEnv, import_safety_gymnasium
+from algd.envs.safety_gym import EpisodeRng, SafetyGymEnv, import_safety_gymnasium
 
 gymnasium = import_gymnasium()
 
@@ -87,4 +87,4 @@ class VelocityFactory:
         else:
             raw = import_safety_gymnasium().make(self.id, max_episode_steps=self.info.episode_length)
         raw.reset(seed=int(seed))
-        return SafetyGymEnv(raw)
+        return SafetyGymEnv(EpisodeRng(raw))

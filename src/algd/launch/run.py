@@ -6,6 +6,7 @@ from pathlib import Path
 
 from algd.errors import Interrupted, TrainingStopped
 from algd.launch.config import protocol_name
+from algd.launch.lock import RunLock
 from algd.launch.resume import find_checkpoint
 from algd.launch.runtime import default_threads, quiet_libraries
 from algd.launch.validate import validate
@@ -15,6 +16,15 @@ def run(cfg) -> dict[str, float]:
     """Train one run described by ``cfg``; returns the final evaluation metrics."""
     validate(cfg)
     quiet_libraries()
+    from algd import build
+
+    device = build.resolve_device(cfg)  # the learner's and the replay storage's; envs and acting stay on CPU
+    out_dir = Path(cfg.paths.output_dir)
+    with RunLock(out_dir):  # one writer per run directory
+        return _run(cfg, device, out_dir)
+
+
+def _run(cfg, device, out_dir: Path) -> dict[str, float]:
     import lightning as L
     import torch
 
@@ -22,12 +32,14 @@ def run(cfg) -> dict[str, float]:
     from algd.callbacks.checkpoint import Resume, checkpoint_frames, load_checkpoint
     from algd.learner.module import NonFiniteLossError
 
-    device = build.resolve_device(cfg)  # the learner's and the replay storage's; envs and acting stay on CPU
-    out_dir = Path(cfg.paths.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     ckpt, ckpt_path = None, None
+    own = own_checkpoint(cfg, out_dir)
     if cfg.get("resume"):
         _, ckpt_path = find_checkpoint(cfg.resume)
+    elif own.is_file():  # a requeued job (or a rerun into a fixed hydra.run.dir): continue, never overwrite
+        ckpt_path = own
+        print(f"[algd] {out_dir} already holds {own.name}: continuing that run (a requeued job?)")
+    if ckpt_path is not None:
         ckpt = load_checkpoint(ckpt_path)
         if checkpoint_frames(ckpt) >= int(cfg.total_frames):
             print(
@@ -56,20 +68,24 @@ def run(cfg) -> dict[str, float]:
             callbacks = {"resume": Resume(ckpt, ckpt_path), **callbacks}
             ckpt = None
         trainer = build.build_trainer(cfg, device, logger, callbacks.values())
+        stop = callbacks.get("signal_stop")
         try:
             trainer.fit(model, datamodule=dm)
+            if stop is not None and stop.received is not None:
+                stop.hold()
         except NonFiniteLossError as err:
             raise TrainingStopped(non_finite_message(err, dm, model, callbacks, out_dir)) from None
         logger.experiment.flush()
     finally:
         dm.close()
-    stop = callbacks.get("signal_stop")
     if stop is not None and stop.received is not None:
         raise Interrupted(
             f"{stop.received} at frame {dm.frames} ({model.updates} updates): the run is saved in "
             f"{last_checkpoint(callbacks, out_dir)}; continue it with: {resume_command(out_dir)}",
             dm.frames,
             stop.received,
+            requeue=stop.requeue,
+            release=stop.release,
         )
     evaluator = callbacks.get("evaluator")
     final = dict(evaluator.last) if evaluator is not None else {}
@@ -95,6 +111,12 @@ def announce(cfg, out_dir: Path, info, h: float) -> None:
         f"{limit}, h = {h:.4f}; actor {cfg.actor.name}, energy {cfg.energy._target_.split('.')[-1]}, "
         f"seed {cfg.seed}, {cfg.total_frames} frames ({cfg.warmup_frames} warm-up), utd {cfg.utd}"
     )
+
+
+def own_checkpoint(cfg, out_dir: Path) -> Path:
+    """The ``last.ckpt`` this run's Checkpointer writes (from the config, before any callback is built)."""
+    checkpointer = (cfg.get("callbacks") or {}).get("checkpointer")
+    return (Path(checkpointer.dirpath) if checkpointer else out_dir / "checkpoints") / "last.ckpt"
 
 
 def last_checkpoint(callbacks: dict, out_dir: Path) -> Path:

@@ -35,8 +35,13 @@ def write_status(out_dir: Path, status: str, **fields) -> None:
         "ended": time.time(),
         **fields,
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / STATUS_FILE).write_text(json.dumps(record, indent=1))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = out_dir / (STATUS_FILE + ".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, out_dir / STATUS_FILE)
+    except OSError as err:  # e.g. the full disk that stopped the run: say so, keep the error that matters
+        print(f"[algd] could not write {out_dir / STATUS_FILE}: {err}", file=sys.stderr)
 
 
 def read_status(run_dir: Path) -> dict | None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from algd.errors import AlgdError, Interrupted
+from algd.errors import AlgdError, Interrupted, RunBusy
 from algd.launch.status import is_multirun, status_records, write_status
 
 
@@ -26,8 +27,22 @@ def task(cfg) -> None:
     except AlgdError as err:
         code = err.code
         if isinstance(err, Interrupted):
-            write_status(out_dir, "interrupted", started=started, error=str(err), exit_code=code, frame=err.frame)
-        else:
+            write_status(
+                out_dir,
+                "interrupted",
+                started=started,
+                error=str(err),
+                exit_code=code,
+                frame=err.frame,
+                requeued=err.requeue,
+            )
+            if err.requeue:  # saved: now submitit's own handler requeues the job (it exits this process)
+                err.release()
+                print(f"[algd] {err.signal_name} at frame {err.frame}: saved; the job is requeued", file=sys.stderr)
+                signal.raise_signal(getattr(signal, err.signal_name))
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(code) from None  # a signal stops a sweep too; later signals stay ignored until the exit
+        if not isinstance(err, RunBusy):  # (a busy run directory is another live run's: leave its status alone)
             write_status(out_dir, "failed", started=started, error=str(err), exit_code=code)
         if is_multirun():
             print(f"[algd] job failed ({out_dir.name}): {err}", file=sys.stderr)
