@@ -189,3 +189,95 @@ def test_actor_loss_reaches_heads_and_trunk_but_not_critics(cls, c_score):
     parts = [net.trunk, net.phi_head, net.embed] + ([net.eps_head] if cls is DiffusionActor else [])
     for part in parts:
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters()), part
+
+
+# ------------------------------------------------------------------- switches for the reference code's behaviour
+def test_reference_schedule_is_float32_with_its_regularisers():
+    exact, ref = ddpm_schedule(5), ddpm_schedule(5, numerics="reference")
+    assert torch.equal(exact["mc_sigma"], exact["sigma"])
+    b0 = 1e-4  # 1 − ᾱ_0 = β_0: the last step's c1 = β_0/(β_0 + 1e-8) ≈ 0.9999, up to float32 cancellation
+    assert exact["c1"][0].item() == pytest.approx(1.0, rel=1e-7)
+    assert ref["c1"][0].item() == pytest.approx(b0 / (b0 + 1e-8), rel=1e-3)
+    assert ref["mc_sigma"][0].item() == pytest.approx(math.sqrt(b0 + 1e-8), rel=1e-3)
+    betas = torch.linspace(1e-4, 0.02, 5)  # the reference's float32 arithmetic, formula by formula
+    ab = torch.cumprod(1.0 - betas, 0)
+    abp = torch.cat([torch.ones(1), ab[:-1]])
+    assert torch.equal(ref["c1"], abp.sqrt() * betas / (1.0 - ab + 1e-8))
+    assert torch.equal(ref["posterior_std"], (betas * (1.0 - abp) / (1.0 - ab + 1e-8) + 1e-8).sqrt())
+
+
+def test_score_space_action_perturbs_and_differentiates_the_action():
+    """``score_space=action`` (the reference's): with the same noise, φ* = −(1/β)·Σ softmax(−E/β)·∇_a E at
+    a_τ + σ_τ·ε, a_τ = tanh(x_τ), for an energy quadratic in the action; ``latent`` differs (it differentiates
+    through tanh)."""
+    x_tau, tau = torch.tensor([[0.3, -1.2], [2.0, 0.1]]), torch.tensor([1, 3])
+    obs = torch.zeros(2, 3)
+    target = torch.tensor([0.5, -0.5])
+
+    def energy_fn(o, a):
+        return 0.5 * ((a - target) ** 2).sum(-1, keepdim=True)
+
+    actor, latent = _actor(score_space="action", mc_samples=3), _actor(mc_samples=3)
+    torch.manual_seed(4)
+    est = actor.score_target(obs, x_tau, tau, energy_fn)
+    torch.manual_seed(4)
+    noise = torch.randn(3, 2, 2)
+    a = torch.tanh(x_tau) + actor.mc_sigma[tau].unsqueeze(-1) * noise
+    w = torch.softmax(-energy_fn(obs, a), dim=0)
+    assert torch.allclose(est, -(w * (a - target)).sum(0), atol=1e-6)
+    torch.manual_seed(4)
+    assert not torch.allclose(latent.score_target(obs, x_tau, tau, energy_fn), est, atol=1e-3)
+
+
+@pytest.mark.parametrize("cls", [DiffusionActor, DiffusionVEActor])
+def test_tau_index_output_records_the_latent_the_step_at_tau_produces(cls):
+    torch.manual_seed(0)
+    obs, tau = torch.randn(3, 3), torch.full((3,), 3)
+    actor = _actor(cls, steps=4, tau_index="output")
+    _, x_in = _actor(cls, steps=4).chain(obs, deterministic=True, tau=tau)
+    _, x_out = actor.chain(obs, deterministic=True, tau=tau)
+    assert torch.equal(x_in, torch.zeros(3, 2))  # the deterministic chain input, evaluated at index K−1
+    eps, phi = actor.net(obs, torch.tanh(torch.zeros(3, 2)), torch.tensor(3))
+    assert torch.allclose(x_out, actor.step(torch.zeros(3, 2), 3, eps, phi, noise=False), atol=1e-6)
+
+
+@pytest.mark.parametrize("into_chain", [False, True])
+def test_score_grad_into_chain_lets_the_score_loss_reach_the_chain(into_chain):
+    """With c_energy = 0 the ε-head is reached only if the score loss back-propagates through x_τ into the steps
+    before τ (τ = output of a step, so even τ = K−1 has one step before it)."""
+    torch.manual_seed(0)
+    actor = _actor(steps=3, c_energy=0.0, score_grad_into_chain=into_chain, tau_index="output")
+    energy = lambda o, a: (a**2).sum(-1, keepdim=True)  # noqa: E731
+    with torch.enable_grad():
+        loss, _ = actor.loss(torch.randn(6, 3), energy)
+    loss.backward()
+    grads = [p.grad for p in actor.net.eps_head.parameters()]
+    if into_chain:
+        assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    else:
+        assert all(g is None or g.abs().sum() == 0 for g in grads)
+
+
+def test_bad_switch_values_are_refused():
+    with pytest.raises(ValueError, match="actor.score_space must be latent .* or action"):
+        _actor(score_space="pre_tanh")
+    with pytest.raises(ValueError, match="actor.tau_index must be input"):
+        _actor(tau_index=1)
+
+
+def test_eps_input_latent_feeds_the_raw_latent_to_the_eps_head():
+    """``eps_input=latent`` (the reference's): ε̂ = ε-head(trunk(s, x_t, emb(t))) while φ still sees tanh(x_t)."""
+    torch.manual_seed(0)
+    obs = torch.randn(3, 3)
+    ours, theirs = _actor(steps=2), _actor(steps=2, eps_input="latent")
+    theirs.load_state_dict(ours.state_dict())
+    seen = []
+    for actor in (ours, theirs):
+        actor.step = lambda x, t, eps, phi, noise: seen.append((x.clone(), eps, phi)) or x
+        torch.manual_seed(1)
+        actor.chain(obs)  # the chain input ~ N(0, 1): tanh(x) ≠ x
+    (x, eps_ours, phi_ours), (x2, eps_theirs, phi_theirs) = seen[0], seen[2]
+    assert torch.equal(x, x2) and torch.equal(phi_ours, phi_theirs)
+    assert torch.equal(eps_ours, ours.net(obs, torch.tanh(x), torch.tensor(1))[0])
+    assert torch.allclose(eps_theirs, ours.net(obs, x, torch.tensor(1))[0], atol=1e-6)
+    assert not torch.allclose(eps_ours, eps_theirs)

@@ -261,7 +261,7 @@ def test_keep_heap_is_idempotent():
 @pytest.mark.parametrize("task", ["safety_gym", "velocity"])
 def test_lean_env_equals_torchrl_wrapper(task):
     """SafetyGymEnv gives the rollout TorchRL's SafetyGymnasiumWrapper + DoubleToFloat gives (same seed, same
-    actions, across an auto-reset): every key, dtype, shape and value, and the same specs."""
+    actions, across an auto-reset): every key, dtype, shape and value, and the same specs (plus ``goal_met``)."""
     from torchrl.envs import DoubleToFloat, TransformedEnv
     from torchrl.envs.libs.safety_gymnasium import SafetyGymnasiumWrapper
 
@@ -285,7 +285,10 @@ def test_lean_env_equals_torchrl_wrapper(task):
     lean = factory(3)
     assert isinstance(lean, SafetyGymEnv)
     reference = TransformedEnv(SafetyGymnasiumWrapper(factory(3).gym_env), DoubleToFloat())
-    for key in ("full_observation_spec", "full_reward_spec", "full_done_spec", "full_action_spec"):
+    lean_obs = lean.full_observation_spec.clone()
+    assert lean_obs.pop("goal_met").dtype == torch.bool  # our one extra key (info["goal_met"])
+    assert lean_obs == reference.full_observation_spec
+    for key in ("full_reward_spec", "full_done_spec", "full_action_spec"):
         assert getattr(lean, key) == getattr(reference, key), key
     actions = torch.rand(steps, *lean.action_spec.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
@@ -295,11 +298,41 @@ def test_lean_env_equals_torchrl_wrapper(task):
         return env.rollout(steps, lambda td: td.set("action", next(it)), break_when_any_done=False)
 
     a, b = rollout(lean), rollout(reference)
+    a = a.exclude("goal_met", ("next", "goal_met"))
     assert set(a.keys(True, True)) == set(b.keys(True, True))
     assert a["next", "done"].any(), "the rollout should cross an episode boundary"
     for key in a.keys(True, True):
         assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
     lean.close(), reference.close()
+
+
+def test_goal_met_comes_from_the_task_info():
+    """``("next", "goal_met")`` is the step's ``info["goal_met"]`` (Safety-Gymnasium sets it when the goal is reached;
+    absent means False), the key ``model.reward_done_on_goal`` reads."""
+    import numpy as np
+
+    from algd.envs.base import import_gymnasium
+    from algd.envs.safety_gym import SafetyGymEnv
+
+    box = import_gymnasium().spaces.Box
+
+    class Task:  # the 6-tuple interface of a Safety-Gymnasium env
+        observation_space, action_space = box(-1, 1, (3,), np.float64), box(-1, 1, (2,), np.float32)
+        infos = iter([{}, {"goal_met": True}, {"cost": 0.0}])
+
+        def reset(self, **kwargs):
+            return np.zeros(3), {}
+
+        def step(self, action):
+            return np.ones(3), 1.0, 0.0, False, False, next(self.infos)
+
+        def close(self):
+            pass
+
+    env = SafetyGymEnv(Task())
+    it = iter(torch.zeros(3, 2))
+    td = env.rollout(3, lambda td: td.set("action", next(it)), break_when_any_done=False)
+    assert td["next", "goal_met"].reshape(-1).tolist() == [False, True, False]
 
 
 def test_bench_breakdown_covers_the_update_and_the_yardstick():

@@ -143,7 +143,7 @@ def test_gaussian_log_prob_matches_change_of_variables():
     assert torch.equal(actor.act(obs, deterministic=True), actor.act(obs, deterministic=True))
 
 
-def _model(ensemble=4, cost_done_mask=False, gamma=0.9):
+def _model(ensemble=4, cost_done_mask=False, gamma=0.9, lr=0.0, **switches):
     return SafeActorCritic(
         3,
         2,
@@ -152,12 +152,13 @@ def _model(ensemble=4, cost_done_mask=False, gamma=0.9):
         actor=GaussianActor(obs_dim=3, act_dim=2, action_low=-torch.ones(2), action_high=torch.ones(2), hidden=[16]),
         energy=AugmentedLagrangianEnergy(),
         multiplier=LogAdamMultiplier(),
-        optim=partial(torch.optim.SGD, lr=0.0),
+        optim=partial(torch.optim.SGD, lr=lr),
         critic_hidden=[16],
         cost_hidden=[16],
         ensemble=ensemble,
         gamma=gamma,
         cost_gamma=gamma,
+        **switches,
     )
 
 
@@ -202,6 +203,40 @@ def test_cost_target_ignores_termination_on_safety_gym(cost_done_mask, monkeypat
     yc = 1.0 + 0.9 * mask * captured["next_qc"]
     expected = (qc_before - yc).square().mean((1, 2)).sum()
     assert metrics["loss/cost_critic"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("on_goal", [False, True])
+def test_reward_done_on_goal_ends_the_reward_bootstrap_only(on_goal, monkeypatch):
+    """The reference's reward mask: where ``goal_met``, y = r (no bootstrap) with ``reward_done_on_goal``; the cost
+    target bootstraps either way."""
+    torch.manual_seed(0)
+    model = _model(reward_done_on_goal=on_goal).standalone()
+    batch = _batch(terminated=False)
+    batch["next", "goal_met"] = torch.tensor([[True], [False], [True], [False]])
+    captured = {}
+    real, target_action = model.q_target.forward, model.actor.target_action
+    monkeypatch.setattr(model.q_target, "forward", lambda o, a: captured.setdefault("q", real(o, a)))
+    monkeypatch.setattr(model.actor, "target_action", lambda o: captured.setdefault("a", target_action(o)))
+    q_before = model.q(batch["observation"], batch["action"]).detach()
+    qc_before = model.qc(batch["observation"], batch["action"]).detach()
+    metrics = model.update(batch)
+    mask = 1.0 - (batch["next", "goal_met"].float() if on_goal else torch.zeros(4, 1))
+    y = 1.0 + 0.9 * mask * (captured["q"].min(0).values + captured["a"][1])  # (+ the Gaussian's entropy bonus)
+    assert metrics["loss/critic"].item() == pytest.approx((q_before - y).square().mean((1, 2)).sum().item(), rel=1e-5)
+    assert metrics["loss/cost_critic"].item() != pytest.approx((qc_before - 1.0).square().mean((1, 2)).sum().item())
+
+
+@pytest.mark.parametrize("when", ["before_update", "after_update"])
+def test_lambda_reads_the_cost_critics_before_or_after_their_step(when):
+    torch.manual_seed(0)
+    model = _model(lr=0.1, lambda_qc=when).standalone()
+    batch = _batch(terminated=False)
+    before = risk_adjusted(model.qc(batch["observation"], batch["action"]).detach(), model.k).mean()
+    metrics = model.update(batch)
+    after = risk_adjusted(model.qc(batch["observation"], batch["action"]).detach(), model.k).mean()
+    assert abs(after - before) > 1e-3  # the step moved Q̂c
+    expected = after if when == "after_update" else before
+    assert metrics["lagrange/qc_hat"].item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_actor_loss_reaches_actor_but_not_critics():

@@ -71,6 +71,11 @@ LEARNER = Schema(
         "grad_clip": optional(number(0, low_open=True), "null or a number > 0"),
         "critic_hidden": widths(),
         "cost_hidden": widths(),
+        "reward_done_on_goal": one_of(True, False, text="true or false"),
+        "cost_loss_reduction": one_of("sum", "mean", text="sum (over the ensemble, ours) or mean (the reference's)"),
+        "lambda_qc": one_of(
+            "before_update", "after_update", text="before_update (ours) or after_update (the reference code's)"
+        ),
     }
 )
 
@@ -86,10 +91,24 @@ DIFFUSION = Schema(
         "beta_temperature": number(0, low_open=True),
         "c_energy": number(0),
         "c_score": number(0),
+        "score_space": one_of("latent", "action", text="latent (ours) or action (the reference code's)"),
+        "score_grad_into_chain": one_of(True, False, text="true or false"),
+        "tau_index": one_of("input", "output", text="input (spec §8.3) or output (the reference code's)"),
     }
 )
 DIFFUSION_VE = Schema({**DIFFUSION.rules, "steps": integer(2, "an integer >= 2 (K, the number of denoising steps)")})
-DIFFUSION_DDPM = Schema({**DIFFUSION.rules, "guidance_weight": number(0)})
+DIFFUSION_DDPM = Schema(
+    {
+        **DIFFUSION.rules,
+        "guidance_weight": number(0),
+        "x0_clip": optional(number(0, low_open=True), "null (no clipping) or a number > 0"),
+        "schedule": one_of(
+            "exact", "reference", text="exact (float64) or reference (the reference code's float32 + 1e-8)"
+        ),
+        "guidance_eps": number(0),
+        "eps_input": one_of("action", "latent", text="action (tanh(x_t), ours) or latent (x_t, the reference code's)"),
+    }
+)
 GAUSSIAN = Schema({"hidden": widths()})
 
 AUGMENTED_ENERGY = Schema({"rho": number(0, low_open=True)})

@@ -8,10 +8,15 @@ Two samplers share one base class and differ only in their noise schedule and st
 Index convention (spec §8.3): at loop index t = K−1 … 0 the network is evaluated at the *current* latent x_t with
 the 0-based time-embedding index t. The chain input (the spec's "x_K ~ N(0, σ²)") is thus the latent evaluated at
 index K−1, and the output of the step at t = 0 is the final latent a⁰; the action is tanh(a⁰) rescaled to the env
-bounds. The score target φ* and the score loss use the same (x_τ, τ) pairs that sampling evaluates.
+bounds. The score target φ* and the score loss use the same (x_τ, τ) pairs that sampling evaluates
+(``tau_index=input``; ``output``, the reference code's choice, pairs τ with the latent the step at τ produces).
 
-Loss (minimised):  c_energy · mean_s E(s, a⁰) + c_score · MSE(φθ(s, tanh(x_τ), τ), φ*(s, x_τ, τ)),
-with a⁰ reparameterised through all K steps and φ* the Monte-Carlo score of §4 (see ``mc_score``).
+Where the reference code (github Wenxuan52/ALGD) behaves otherwise, a switch selects its behaviour (docs/parity.md):
+``score_space`` (perturb the latent, ours, or the action, theirs), ``score_grad_into_chain`` (whether the score loss
+back-propagates into the chain through x_τ), ``tau_index``, and for the DDPM sampler ``eps_input`` (the ε-head
+sees tanh(x_t), ours, or the latent x_t in a second trunk pass, theirs), ``x0_clip``, ``schedule`` (exact, or the
+reference's float32 arithmetic with its 1e-8 regularisers) and ``guidance_eps``. ``experiment=algd_reference`` sets
+them all to the reference's values.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ from algd.actors import Actor
 from algd.actors.diffusion_parts import DiffusionNet, ddpm_schedule, mc_score, ve_sigmas
 
 EnergyFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-_NORM_EPS = 1e-6  # added to ‖φ‖ in the normalised DDPM guidance
 
 
 # --------------------------------------------------------------------------------------------------- base actor
@@ -36,6 +40,7 @@ class _DiffusionBase(Actor):
 
     init_std: float
     uses_eps: bool = True
+    eps_input: str = "action"  # what the ε-head sees besides s and emb(t): tanh(x_t) (one trunk pass) or x_t itself
 
     def __init__(
         self,
@@ -46,6 +51,9 @@ class _DiffusionBase(Actor):
         beta_temperature: float = 1.0,
         c_energy: float = 1.0,
         c_score: float = 0.1,
+        score_space: str = "latent",
+        score_grad_into_chain: bool = False,
+        tau_index: str = "input",
         **spec,
     ):
         super().__init__(**spec)  # obs_dim, act_dim, action_low, action_high (the Actor contract)
@@ -55,7 +63,17 @@ class _DiffusionBase(Actor):
         )
         self.mc_samples, self.beta_temperature = int(mc_samples), float(beta_temperature)
         self.c_energy, self.c_score = float(c_energy), float(c_score)
-        checks.enforce(schema.DIFFUSION, "actor", mc_samples=mc_samples, beta_temperature=beta_temperature)
+        checks.enforce(
+            schema.DIFFUSION,
+            "actor",
+            mc_samples=mc_samples,
+            beta_temperature=beta_temperature,
+            score_space=score_space,
+            score_grad_into_chain=score_grad_into_chain,
+            tau_index=tau_index,
+        )
+        self.score_space, self.tau_index = score_space, tau_index
+        self.score_grad_into_chain = bool(score_grad_into_chain)
         self.register_buffer("t_index", torch.arange(self.steps), persistent=False)
 
     def step(self, x: torch.Tensor, t: int, eps: torch.Tensor | None, phi: torch.Tensor, noise: bool) -> torch.Tensor:
@@ -73,9 +91,10 @@ class _DiffusionBase(Actor):
         """Run the K-step chain; returns (a⁰, x_τ or None).
 
         Stochastic: input ~ N(0, init_std²) and injected noise; deterministic: input 0 and no noise at any step.
-        With ``tau`` (one index per row) the latent at which the network is evaluated at index τ is recorded,
-        detached. a⁰ keeps its graph (reparameterised) when grad mode is on. ``features``: the net's
-        ``state_features(obs)`` if the caller already has them.
+        With ``tau`` (one index per row) the latent at which the network is evaluated at index τ is recorded
+        (``tau_index=output``: the one the step at τ produces), detached unless ``score_grad_into_chain``. a⁰ keeps
+        its graph (reparameterised) when grad mode is on. ``features``: the net's ``state_features(obs)`` if the
+        caller already has them.
         """
         features = self.net.state_features(obs) if features is None else features
         shape = (*obs.shape[:-1], self.act_dim)
@@ -84,12 +103,21 @@ class _DiffusionBase(Actor):
         else:
             x = self.init_std * torch.randn(shape, dtype=obs.dtype, device=obs.device)
         x_tau = None if tau is None else obs.new_zeros(shape)
+        after = self.tau_index == "output"
         for t in reversed(range(self.steps)):
-            if tau is not None:
-                x_tau = torch.where((tau == t).unsqueeze(-1), x.detach(), x_tau)
-            eps, phi = self.net.from_base(self.net.base(features, self.t_index[t]), torch.tanh(x))
+            if tau is not None and not after:
+                x_tau = self._record(x_tau, x, tau == t)
+            base = self.net.base(features, self.t_index[t])
+            eps, phi = self.net.from_base(base, torch.tanh(x))
+            if self.eps_input == "latent":  # the reference's ε̂(s, x_t, t): a second trunk pass, at the latent
+                eps, _ = self.net.from_base(base, x)
             x = self.step(x, t, eps, phi, noise=not deterministic)
+            if tau is not None and after:
+                x_tau = self._record(x_tau, x, tau == t)
         return x, x_tau
+
+    def _record(self, x_tau: torch.Tensor, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return torch.where(rows.unsqueeze(-1), x if self.score_grad_into_chain else x.detach(), x_tau)
 
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         with torch.no_grad():
@@ -105,29 +133,37 @@ class _DiffusionBase(Actor):
         self, obs: torch.Tensor, x_tau: torch.Tensor, tau: torch.Tensor, energy_fn: EnergyFn
     ) -> torch.Tensor:
         """φ*(s, x_τ, τ) of spec §4 with σ_τ of this sampler: all N perturbations in one energy call (actions
-        [N, B, act] at the B states); gradients w.r.t. the perturbed latents only (critics are frozen by the caller)."""
+        [N, B, act] at the B states); gradients w.r.t. the perturbed points only (critics are frozen by the caller).
+        ``score_space=latent`` perturbs the latent x_τ and differentiates through tanh and the action scaling;
+        ``action`` (the reference's) perturbs the action a_τ = scale(tanh(x_τ)) and differentiates there (the
+        perturbed actions are not clipped to the bounds)."""
+        in_actions = self.score_space == "action"
 
-        def energy_and_grad(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def energy_and_grad(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             with torch.enable_grad():
-                latents = latents.detach().requires_grad_(True)
-                actions = self.scaler(torch.tanh(latents)).view(self.mc_samples, *x_tau.shape)
-                energy = energy_fn(obs, actions)
-                (grad,) = torch.autograd.grad(energy.sum(), latents, create_graph=False)
+                points = points.detach().requires_grad_(True)
+                actions = points if in_actions else self.scaler(torch.tanh(points))
+                energy = energy_fn(obs, actions.view(self.mc_samples, *x_tau.shape))
+                (grad,) = torch.autograd.grad(energy.sum(), points, create_graph=False)
             return energy.detach(), grad
 
-        return mc_score(x_tau, self.sigma[tau].unsqueeze(-1), energy_and_grad, self.mc_samples, self.beta_temperature)
+        at = self.scaler(torch.tanh(x_tau.detach())) if in_actions else x_tau
+        sigma = self.mc_sigma[tau].unsqueeze(-1)
+        return mc_score(at, sigma, energy_and_grad, self.mc_samples, self.beta_temperature)
 
     def loss(self, obs: torch.Tensor, energy_fn: EnergyFn):
         """c_energy·mean E(s, a⁰) + c_score·MSE(φθ(s, tanh(x_τ), τ), φ*).
 
-        One stochastic chain per call yields both a⁰ (with its graph, through all K steps) and the detached latent
-        x_τ, τ ~ U{0 … K−1} per sample. φθ for the score loss is re-evaluated at the detached (x_τ, τ), so the
-        score loss trains the network at that point only and does not back-propagate into earlier chain steps.
-        With c_energy = 0 the chain runs without a graph (pure score matching).
+        One stochastic chain per call yields both a⁰ (with its graph, through all K steps) and the latent x_τ,
+        τ ~ U{0 … K−1} per sample. φθ for the score loss is re-evaluated at (x_τ, τ); with x_τ detached (the
+        default) the score loss trains the network at that point only and does not back-propagate into earlier
+        chain steps (``score_grad_into_chain`` lets it). With c_energy = 0 (and x_τ detached) the chain runs without
+        a graph (pure score matching).
         """
         tau = torch.randint(self.steps, obs.shape[:-1], device=obs.device)
         features = self.net.state_features(obs)  # shared by the chain and the score loss's φθ
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.c_energy != 0.0):
+        chain_graph = self.c_energy != 0.0 or self.score_grad_into_chain
+        with torch.set_grad_enabled(torch.is_grad_enabled() and chain_graph):
             a0, x_tau = self.chain(obs, deterministic=False, tau=tau, features=features)
             squashed = torch.tanh(a0)
             energy = energy_fn(obs, self.scaler(squashed))
@@ -153,7 +189,7 @@ class DiffusionActor(_DiffusionBase):
     """DDPM-style chain (spec §3, the default sampler). At loop index t = K−1 … 0, with (ε̂, φ) = net(s, tanh(x_t), t):
 
         x̂0 = (x_t − sqrt(1 − ᾱ_t)·ε̂)/sqrt(ᾱ_t),  clipped to ±x0_clip (None: no clipping)
-        μ   = c1·x̂0 + c2·x_t + w·φ/(‖φ‖ + 1e-6)        (norm per sample over the action dims)
+        μ   = c1·x̂0 + c2·x_t + w·φ/(‖φ‖ + guidance_eps)   (norm per sample over the action dims; eps 1e-6)
         x_{t−1} = μ + sqrt(β̃_t)·z                     (no noise at t = 0, none in deterministic mode)
 
     Chain input ~ N(0, I) (0 when deterministic). Score-target noise level σ_t = sqrt(1 − ᾱ_t).
@@ -167,12 +203,17 @@ class DiffusionActor(_DiffusionBase):
         beta_max: float = 0.02,
         guidance_weight: float = 0.05,
         x0_clip: float | None = 3.0,
+        schedule: str = "exact",
+        guidance_eps: float = 1e-6,
+        eps_input: str = "action",
         **kwargs,
     ):
         super().__init__(**kwargs)  # the Actor contract, steps and the settings every chain shares
-        for key, value in ddpm_schedule(self.steps, beta_min, beta_max).items():
+        checks.enforce(schema.DIFFUSION_DDPM, "actor", eps_input=eps_input, schedule=schedule)
+        self.eps_input = eps_input
+        for key, value in ddpm_schedule(self.steps, beta_min, beta_max, schedule).items():
             self.register_buffer(key, value, persistent=False)
-        self.guidance_weight = float(guidance_weight)
+        self.guidance_weight, self.guidance_eps = float(guidance_weight), float(guidance_eps)
         self.x0_clip = None if x0_clip is None else float(x0_clip)
 
     def step(self, x, t, eps, phi, noise):
@@ -181,7 +222,7 @@ class DiffusionActor(_DiffusionBase):
             x0_hat = x0_hat.clamp(-self.x0_clip, self.x0_clip)
         mean = self.c1[t] * x0_hat + self.c2[t] * x
         if self.guidance_weight:
-            mean = mean + self.guidance_weight * phi / (phi.norm(dim=-1, keepdim=True) + _NORM_EPS)
+            mean = mean + self.guidance_weight * phi / (phi.norm(dim=-1, keepdim=True) + self.guidance_eps)
         if noise and t > 0:
             mean = mean + self.posterior_std[t] * torch.randn_like(mean)
         return mean
@@ -203,6 +244,7 @@ class DiffusionVEActor(_DiffusionBase):
         super().__init__(**kwargs)  # the Actor contract, steps and the settings every chain shares
         sigma = ve_sigmas(self.steps, sigma_min, sigma_max)
         self.register_buffer("sigma", sigma, persistent=False)
+        self.register_buffer("mc_sigma", sigma, persistent=False)
         self.register_buffer(
             "dsigma2", sigma.square() - torch.cat([sigma.new_zeros(1), sigma[:-1].square()]), persistent=False
         )

@@ -11,26 +11,37 @@ from torch import nn
 
 
 # ------------------------------------------------------------------------------------------------------ schedules
-def ddpm_schedule(steps: int, beta_min: float = 1e-4, beta_max: float = 0.02) -> dict[str, torch.Tensor]:
-    """Linear DDPM schedule over K = ``steps`` (index t = 0 … K−1), computed in float64, returned as float32.
+def ddpm_schedule(
+    steps: int, beta_min: float = 1e-4, beta_max: float = 0.02, numerics: str = "exact"
+) -> dict[str, torch.Tensor]:
+    """Linear DDPM schedule over K = ``steps`` (index t = 0 … K−1), returned as float32.
 
     β_t = linspace(β_min, β_max, K);  ᾱ_t = Π_{s≤t}(1 − β_s);  ᾱ_{−1} = 1;  σ_t = sqrt(1 − ᾱ_t)
     posterior mean μ = c1·x̂0 + c2·x_t,  c1 = β_t·sqrt(ᾱ_{t−1})/(1 − ᾱ_t),  c2 = (1 − ᾱ_{t−1})·sqrt(1 − β_t)/(1 − ᾱ_t)
-    posterior variance β̃_t = β_t·(1 − ᾱ_{t−1})/(1 − ᾱ_t)
+    posterior variance β̃_t = β_t·(1 − ᾱ_{t−1})/(1 − ᾱ_t);  score-target noise level σ_t (``mc_sigma``)
+
+    ``numerics="exact"`` computes in float64. ``"reference"`` computes as the authors' code does: in float32, with
+    ε = 1e-8 added to ᾱ_t under the square root of x̂0's denominator, to 1 − ᾱ_t in the denominators of c1, c2 and
+    β̃_t, to β̃_t under the square root of the posterior std, and σ_t = sqrt(1 − ᾱ_t + ε) for the score target. At
+    t = 0, 1 − ᾱ_0 = β_min = 1e-4 is a float32 cancellation: c1 there is off by ≈ 1e-4 relative from the exact 1.
     """
     if steps < 1:
         raise ValueError(f"actor.steps must be >= 1, got {steps}")
-    betas = torch.linspace(beta_min, beta_max, steps, dtype=torch.float64)
+    dtype, eps = (torch.float64, 0.0) if numerics == "exact" else (torch.float32, 1e-8)
+    betas = torch.linspace(beta_min, beta_max, steps, dtype=dtype)
     alpha_bar = torch.cumprod(1.0 - betas, 0)
-    alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
+    alpha_bar_prev = torch.cat([torch.ones(1, dtype=dtype), alpha_bar[:-1]])
+    denominator = 1.0 - alpha_bar + eps
+    variance = betas * (1.0 - alpha_bar_prev) / denominator
     out = {
         "betas": betas,
         "alpha_bar": alpha_bar,
         "sigma": (1.0 - alpha_bar).sqrt(),
-        "sqrt_alpha_bar": alpha_bar.sqrt(),
-        "c1": betas * alpha_bar_prev.sqrt() / (1.0 - alpha_bar),
-        "c2": (1.0 - alpha_bar_prev) * (1.0 - betas).sqrt() / (1.0 - alpha_bar),
-        "posterior_std": (betas * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)).sqrt(),
+        "mc_sigma": (1.0 - alpha_bar + eps).sqrt(),
+        "sqrt_alpha_bar": (alpha_bar + eps).sqrt(),
+        "c1": alpha_bar_prev.sqrt() * betas / denominator,
+        "c2": (1.0 - betas).sqrt() * (1.0 - alpha_bar_prev) / denominator,
+        "posterior_std": (variance + eps).sqrt(),
     }
     return {k: v.float() for k, v in out.items()}
 

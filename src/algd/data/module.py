@@ -37,7 +37,7 @@ from algd import checks, schema
 from algd.actors import acting_copy, load_weights_
 from algd.data.collectors import env_specs, make_collector
 from algd.data.episodes import EpisodeTracker
-from algd.data.replay import TRANSITION_KEYS, buffer_state, load_buffer_state, make_buffer
+from algd.data.replay import buffer_state, load_buffer_state, make_buffer, transitions
 from algd.rng import rng_states, set_rng_states
 
 
@@ -85,6 +85,7 @@ class RLDataModule(L.LightningDataModule):
         self._episode: list[torch.Tensor] = []  # actions of the unfinished training episode (one worker)
         self._last_obs: torch.Tensor | None = None  # the latest observation the collector saw
         self._resume_env: tuple | None = None  # (env RNG, actions, observation) replayed by a resumed run's env
+        self._replay_keys: list | None = None  # the restored buffer's keys
 
     # ------------------------------------------------------------------------------------------------ env specs
     def build_env(self) -> EnvBase:
@@ -182,7 +183,10 @@ class RLDataModule(L.LightningDataModule):
             if data.ndim == 2:  # [workers, T] → frames in collection order (time-major)
                 data = data.transpose(0, 1)
             data = data.reshape(-1)[:take]
-            self.buffer.extend(data.select(*TRANSITION_KEYS))
+            rows = transitions(data)
+            if self._replay_keys is not None:  # a buffer restored from an older checkpoint keeps its own keys
+                rows = rows.select(*self._replay_keys)
+            self.buffer.extend(rows)
             self._track_episode(data)
             self.episodes.update(data, self.frames)
             self.collected_cost += float(data["next", "cost"].sum())
@@ -253,6 +257,7 @@ class RLDataModule(L.LightningDataModule):
                 "snapshots); resume from checkpoints/last.ckpt"
             )
         load_buffer_state(self.buffer, replay)
+        self._replay_keys = list(self.buffer.storage[:1].keys(True, True)) if len(self.buffer) else None
         self._rng_state = state["rng"]
         actions, obs = state.get("episode_actions"), state.get("last_observation")
         if self.workers != 1:

@@ -16,7 +16,13 @@ TRANSITION_KEYS = [
     ("next", "cost"),
     ("next", "terminated"),
     ("next", "done"),
+    ("next", "goal_met"),  # Safety-Gym envs only (the others have no such key)
 ]
+
+
+def transitions(data):
+    """The replay keys of collected frames (``goal_met`` where the env has it)."""
+    return data.select(*TRANSITION_KEYS, strict=False)
 
 
 def make_buffer(capacity: int, batch_size: int, device: str | torch.device = "cpu") -> TensorDictReplayBuffer:

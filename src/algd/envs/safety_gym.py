@@ -74,7 +74,9 @@ class SafetyGymEnv(AlgdEnv):
     6-tuple straight into tensors: the generic wrapper's per-step machinery (action/observation readers, spec
     encoding, the float64 → float32 transform and its inverse on the action) cost ≈ 0.25 ms per step, a third of a
     PointGoal1 step (docs/performance.md). Values are the same: float64 → float32 casts, actions passed in the action
-    space's dtype. Observations are always copied, so an env that reuses its observation array cannot change them."""
+    space's dtype. Observations are always copied, so an env that reuses its observation array cannot change them.
+    One key more: ``goal_met`` ([1], bool), the task's ``info["goal_met"]`` (the goal was reached at this step; False
+    where the task has no goal), which the reference code's reward mask reads (``reward_done_on_goal``)."""
 
     def __init__(self, env):
         from torchrl.envs.libs.gym import convert_box_spec  # the converter TorchRL's gym wrappers use for Box spaces
@@ -85,6 +87,7 @@ class SafetyGymEnv(AlgdEnv):
         self.observation_spec = Composite(
             observation=convert_box_spec(env.observation_space, dtype=torch.float32, device="cpu"),
             cost=Unbounded(shape=(), dtype=torch.float32, device="cpu"),
+            goal_met=Categorical(2, shape=(1,), dtype=torch.bool, device="cpu"),
         )
         self.action_spec = convert_box_spec(env.action_space, dtype=torch.float32, device="cpu")
         self.reward_spec = Unbounded(shape=(1,), dtype=torch.float32, device="cpu")
@@ -93,11 +96,12 @@ class SafetyGymEnv(AlgdEnv):
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         action = tensordict.get("action").numpy().astype(self._act_dtype, copy=False)
-        obs, reward, cost, terminated, truncated, _ = self._env.step(action)
+        obs, reward, cost, terminated, truncated, info = self._env.step(action)
         terminated, truncated = bool(terminated), bool(truncated)
         return TensorDict(
             observation=self._obs(obs),
             cost=torch.tensor(float(cost), dtype=torch.float32),
+            goal_met=torch.tensor([bool(info.get("goal_met", False))]),
             reward=torch.tensor([float(reward)], dtype=torch.float32),
             done=torch.tensor([terminated or truncated]),
             terminated=torch.tensor([terminated]),
@@ -110,6 +114,7 @@ class SafetyGymEnv(AlgdEnv):
         return TensorDict(
             observation=self._obs(obs),
             cost=torch.zeros((), dtype=torch.float32),
+            goal_met=false.clone(),
             done=false,
             terminated=false.clone(),
             truncated=false.clone(),

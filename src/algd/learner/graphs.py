@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 from tensordict import TensorDictBase
 
-from algd.data.replay import TRANSITION_KEYS
+from algd.data.replay import transitions
 
 if TYPE_CHECKING:
     from algd.learner.module import SafeActorCritic
@@ -32,7 +32,7 @@ class GraphedUpdate:
                 raise ValueError(
                     f"cuda_graphs needs capturable optimisers (optim.capturable=true); {type(opt).__name__} is not"
                 )
-        self.static = batch.select(*TRANSITION_KEYS).clone()
+        self.static = transitions(batch).clone()
         tensors = [*model.parameters(), *model.buffers()]
         saved = [t.detach().clone() for t in tensors]
         saved_state = {
@@ -67,6 +67,6 @@ class GraphedUpdate:
             self.out = model.learn(self.static, self.optimizers, check=False)
 
     def __call__(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
-        self.static.update_(batch.select(*TRANSITION_KEYS))
+        self.static.update_(transitions(batch))
         self.graph.replay()
         return self.out

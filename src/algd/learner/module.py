@@ -24,6 +24,7 @@ from tensordict import TensorDictBase
 from torch import nn
 from torch.profiler import record_function
 
+from algd import checks, schema
 from algd.learner import constraint, perf
 from algd.learner.graphs import LOSSES, GraphedUpdate
 from algd.learner.nets import QEnsemble, polyak_
@@ -67,7 +68,14 @@ class SafeActorCritic(L.LightningModule):
 
     Reward target:  y  = r + γ·(1 − terminated)·(min(Q1', Q2')(s', a') + bonus),   a' ~ π(s')
     Cost target:    yc = c + γ_c·mask_c·Qc_e'(s', a')  per member e  (mask_c ≡ 1 unless ``cost_done_mask``)
-    Losses: sum over members of the members' MSEs.
+    Losses: sum over members of the members' MSEs (``cost_loss_reduction=mean``: the cost ensemble's mean, the
+    reference's; under Adam the two differ only through its ε, by up to 8 % of one step on parameters whose gradient
+    is ~1e-7, docs/parity.md).
+
+    Two switches select the reference code's behaviour (docs/parity.md): ``reward_done_on_goal`` also ends the
+    reward bootstrap where the task's goal was met (``goal_met``, Safety-Gym tasks; the cost bootstrap goes on), and
+    ``lambda_qc=after_update`` takes λ's Q̂c from the cost critics after their step and the actor's (ours: from
+    the forward before their step).
     """
 
     def __init__(
@@ -91,8 +99,20 @@ class SafeActorCritic(L.LightningModule):
         grad_clip: float | None = None,
         keep_heap: bool = True,
         cuda_graphs: bool = False,
+        reward_done_on_goal: bool = False,
+        lambda_qc: str = "before_update",
+        cost_loss_reduction: str = "sum",
     ):
         super().__init__()
+        checks.enforce(
+            schema.LEARNER,
+            "model",
+            reward_done_on_goal=reward_done_on_goal,
+            lambda_qc=lambda_qc,
+            cost_loss_reduction=cost_loss_reduction,
+        )
+        self.reward_done_on_goal, self.lambda_qc = bool(reward_done_on_goal), lambda_qc
+        self.cost_members_mean = cost_loss_reduction == "mean"
         # keep_heap: ≈ 20 % faster updates on CPU, no page faults on every fresh activation tensor (algd.learner.perf)
         if keep_heap:
             perf.keep_heap()
@@ -194,8 +214,12 @@ class SafeActorCritic(L.LightningModule):
         nxt = batch["next"]
         next_obs, reward = nxt["observation"], nxt["reward"]
         cost = nxt["cost"].reshape(reward.shape)
-        not_term = 1.0 - nxt["terminated"].reshape(reward.shape).float()
+        terminated = nxt["terminated"].reshape(reward.shape)
+        not_term = 1.0 - terminated.float()
         cost_mask = not_term if self.cost_done_mask else torch.ones_like(not_term)
+        goal = nxt.get("goal_met", None) if self.reward_done_on_goal else None  # (no such key: no goal is met)
+        if goal is not None:
+            not_term = 1.0 - (terminated | goal.reshape(reward.shape)).float()
 
         # Named phases (record_function: free unless a profiler runs) give `make bench` its time breakdown.
         with record_function("targets"), torch.no_grad():
@@ -208,7 +232,8 @@ class SafeActorCritic(L.LightningModule):
             critic_loss = (q - y).square().mean((1, 2)).sum()
         with record_function("cost_critic"):
             qc = self.qc(obs, action)
-            cost_loss = (qc - yc).square().mean((1, 2)).sum()
+            cost_loss = (qc - yc).square().mean((1, 2))
+            cost_loss = cost_loss.mean() if self.cost_members_mean else cost_loss.sum()
         if check:
             _check_finite(self.updates, **{"loss/critic": critic_loss, "loss/cost_critic": cost_loss})
         with record_function("critic"):
@@ -224,7 +249,10 @@ class SafeActorCritic(L.LightningModule):
             self._step(opt_actor, actor_loss, self.actor.parameters())
 
         with record_function("multiplier"):
-            # λ from replay actions; Q̂c from the cost critics' forward above (before their step).
+            # λ from replay actions; Q̂c from the cost critics' forward above (before their step), or after it
+            if self.lambda_qc == "after_update":
+                with torch.no_grad():
+                    qc = self.qc(obs, action)
             g = constraint.gap(qc.detach(), self.k, self.h)
             lam_loss = self.multiplier.update(g, opt_lam[0] if opt_lam else None)
 
