@@ -73,8 +73,9 @@ clean: ## Remove the venv, caches and build artefacts (keeps logs/)
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 BENCH_ARGS ?=
-bench: $(STAMP) ## Benchmarks (~5 min): learner updates/s, phases, FLOPs, collection and training fps (logs/bench/bench.json)
-	@$(PY) -m algd.bench $(BENCH_ARGS)
+REF     ?=
+bench: $(STAMP) ## Benchmarks (~5 min): learner updates/s, phases, FLOPs, collection, training fps; REF=<authors' checkout>
+	@$(PY) -m algd.bench $(if $(REF),--ref "$(REF)") $(BENCH_ARGS)
 
 # Sweep presets (configs/ablation/<ABL>.yaml) run in parallel with the joblib launcher, seeds 0..SEEDS-1; each job
 # gets trainer.threads = cores ÷ JOBS unless ARGS sets it.

@@ -10,21 +10,18 @@ each optimiser steps with (by parameter name), and every parameter after the upd
 ``tests/test_parity.py`` feeds the same weights, batch and draws to our learner under ``experiment=algd_reference``
 / ``algd_reference_ve`` and compares. The run is deterministic: the same checkout gives the same file, bit for bit.
 
-Run-time patches (the authors' files are not modified): their agents put everything on ``torch.device("cuda")``;
-here ``torch.device`` as seen from their agent modules returns the CPU.
+The authors' agents are loaded by :mod:`algd.bench.reference` (on the CPU, their files unmodified).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import sys
-import types
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import torch
+
+from algd.bench.reference import AGENTS, as_memory, check_checkout, reference_agent, reference_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "data"
@@ -48,48 +45,13 @@ SETTINGS = dict(
     episode_length=50,
     seed=7,
 )
-AGENTS = {"ddpm": ("agents.algd.ALGD_DDPM", "ALGDAgent"), "ve": ("agents.algd.ALGD_VESDE", "ALGDAgent")}
 
 
-class _CpuTorch(types.ModuleType):
-    """``torch`` for the authors' agent modules, with ``device(...)`` always the CPU."""
-
-    def __getattr__(self, name):
-        return getattr(torch, name)
-
-    @staticmethod
-    def device(*args, **kwargs):
-        return torch.device("cpu")
-
-
-def reference_agent(ref: Path, kind: str):
-    sys.path.insert(0, str(ref))
-    module_name, class_name = AGENTS[kind]
-    module = importlib.import_module(module_name)
-    module.torch = _CpuTorch("torch")
+def agent_for(ref: Path, kind: str):
     s = SETTINGS
-    args = types.SimpleNamespace(
-        gamma=s["gamma"],
-        safety_gamma=s["cost_gamma"],
-        tau=s["tau"],
-        critic_target_update_frequency=1,
-        rho=s["rho"],
-        diffusion_steps_K=s["steps"],
-        score_mc_samples=s["mc_samples"],
-        beta=s["beta"],
-        critic_hidden_size=s["hidden"],
-        qc_ens_size=s["ensemble"],
-        score_model_hidden_dim=s["hidden"],
-        lr=s["lr"],
-        qc_lr=s["lr"],
-        safetygym=True,
-        cost_lim=s["cost_limit"],
-        epoch_length=s["episode_length"],
-    )
-    space = types.SimpleNamespace(
-        shape=(s["act_dim"],), low=-np.ones(s["act_dim"], np.float32), high=np.ones(s["act_dim"], np.float32)
-    )
-    return getattr(module, class_name)(s["obs_dim"], space, args)
+    sizes = {k: s[k] for k in ("obs_dim", "act_dim", "hidden", "ensemble", "steps", "mc_samples", "gamma")}
+    rest = {k: s[k] for k in ("cost_gamma", "tau", "rho", "beta", "lr", "cost_limit", "episode_length")}
+    return reference_agent(ref, kind, score_hidden=s["hidden"], target_every=1, **sizes, **rest)
 
 
 def named_parameters(agent) -> dict[str, torch.Tensor]:
@@ -161,24 +123,9 @@ def recording(agent, record: dict):
 def record_update(ref: Path, kind: str) -> dict:
     s = SETTINGS
     torch.manual_seed(s["seed"])
-    agent = reference_agent(ref, kind)
-    gen = torch.Generator().manual_seed(s["seed"] + 1)
-    b, o, a = s["batch"], s["obs_dim"], s["act_dim"]
-    batch = {
-        "state": torch.randn(b, o, generator=gen),
-        "action": torch.rand(b, a, generator=gen) * 2 - 1,
-        "reward": torch.randn(b, generator=gen),
-        "cost": (torch.rand(b, generator=gen) < 0.3).float(),
-        "next_state": torch.randn(b, o, generator=gen),
-        "mask": (torch.rand(b, generator=gen) > 0.25).float(),  # 0 where the goal was met (the reference's done)
-    }
-    memory = (
-        batch["state"].numpy(),
-        batch["action"].numpy(),
-        torch.stack([batch["reward"], batch["cost"]], -1).numpy(),
-        batch["next_state"].numpy(),
-        batch["mask"].numpy(),
-    )
+    agent = agent_for(ref, kind)
+    batch = reference_batch(s["batch"], s["obs_dim"], s["act_dim"], torch.Generator().manual_seed(s["seed"] + 1))
+    memory = as_memory(batch)
     before = state(agent)
     record = {"normals": [], "ints": [], "losses": [], "grads": {}}
     torch.manual_seed(s["seed"] + 2)
@@ -199,8 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ref", type=Path, required=True, help="a checkout of github Wenxuan52/ALGD (commit 1f6820b)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"output folder (default {OUT})")
     args = parser.parse_args(argv)
-    if not (args.ref / "agents" / "algd" / "ALGD_DDPM.py").is_file():
-        parser.error(f"--ref {args.ref}: no agents/algd/ALGD_DDPM.py there (a checkout of Wenxuan52/ALGD?)")
+    check_checkout(args.ref)
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     for kind in AGENTS:

@@ -22,12 +22,13 @@ def fixture(kind: str) -> dict:
     return torch.load(DATA / f"reference_update_{kind}.pt", weights_only=True)
 
 
-def our_learner(kind: str, settings: dict):
+def our_learner(kind: str, settings: dict, preset: str | None = None):
     s = settings
     width = s["hidden"]
+    preset = preset or ("algd_reference" if kind == "ddpm" else "algd_reference_ve")
     cfg = build.compose(
         [
-            f"experiment={'algd_reference' if kind == 'ddpm' else 'algd_reference_ve'}",
+            f"experiment={preset}",
             "env=toy",
             f"env.max_episode_steps={s['episode_length']}",
             f"env.cost_limit={s['cost_limit']}",
@@ -183,3 +184,18 @@ def test_one_update_equals_the_authors_update(kind):
             compared += 1
         close(view(lambda p: p.detach()), fix["after"][name], f"{name} after the update", floor=0.01 * lr)
     assert compared == len(fix["grads"])
+
+
+def test_our_defaults_do_not_pass_the_cross_check():
+    """The check can fail: with our defaults (x̂0 clip, exact schedule, ε-head at tanh(x), ...) the same update from
+    the same weights, batch and draws gives another critic loss (through the chain's target action) and actor loss."""
+    fix = fixture("ddpm")
+    model = our_learner("ddpm", fix["settings"], preset="algd")
+    load_their_weights(model, fix["before"])
+    with replayed_draws(fix):
+        metrics = model.update(batch_of(fix))
+    critic, _, actor, _ = fix["losses"]
+    with pytest.raises(AssertionError, match="loss/critic"):
+        close(metrics["loss/critic"], critic, "loss/critic")
+    with pytest.raises(AssertionError, match="loss/actor"):
+        close(metrics["loss/actor"], actor, "loss/actor")

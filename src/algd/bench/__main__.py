@@ -9,7 +9,9 @@
   training (same env, a policy returning random actions), on PointGoal1 and PointButton1 (paper protocol);
 - ``train_fps``: env frames/s of the real training loop (DataModule → Lightning ``Trainer`` → ``update``, UTD 10) on
   PointButton1 once learning has started, with the updates/s seen inside Lightning;
-- ``options`` (``--options``): directions measured but not used (CPU bf16 autocast, ``torch.compile``), updates/s.
+- ``options`` (``--options``): directions measured but not used (CPU bf16 autocast, ``torch.compile``), updates/s;
+- ``--ref <checkout>``: the authors' DDPM update (github Wenxuan52/ALGD, their learner only, CPU-patched at run time)
+  and ours under ``experiment=algd_reference``, in the same interleaved rounds; ``ratio_ours_to_authors``.
 Each timing is repeated and the median reported. Writes ``logs/bench/bench.json``.
 """
 
@@ -34,6 +36,12 @@ def main() -> None:
         default="cpu",
         help="cuda: learner updates/s on the GPU beside the same on this machine's CPU, and the "
         "training loop (toy env) with trainer=gpu vs cpu; writes logs/bench/bench_cuda.json",
+    )
+    parser.add_argument(
+        "--ref",
+        default=None,
+        help="a checkout of github Wenxuan52/ALGD: also time the authors' DDPM update (their learner, on the CPU) in "
+        "the same rounds, and our learner under experiment=algd_reference; bench.json gets ratio_ours_to_authors",
     )
     parser.add_argument(
         "--out", default=None, help="default: logs/bench/bench.json (bench_cuda.json with --device cuda)"

@@ -20,14 +20,27 @@ def run_cpu(args) -> None:
     result["peak_matmul_gflops"] = peak_matmul_gflops()
     result["peak_matmul_gflops_bf16"] = peak_matmul_gflops(dtype=torch.bfloat16)
     ups = result["updates_per_s"] = {}
+    u, r = args.updates, args.repeats
+    timings = {
+        "diffusion": lambda: learner_updates_per_s("diffusion", u, r),
+        "diffusion_ve": lambda: learner_updates_per_s("diffusion_ve", u, r),
+        "gaussian": lambda: learner_updates_per_s("gaussian", u, r),
+        "minimal_sac": lambda: minimal_sac_updates_per_s(u, r),
+    }
+    if args.ref:
+        from algd.bench.learner import ACT, BATCH, OBS
+        from algd.bench.reference import authors_updates_per_s
+
+        timings["diffusion_algd_reference"] = lambda: learner_updates_per_s(
+            "diffusion", u, r, overrides=["experiment=algd_reference"]
+        )
+        timings["authors_ddpm"] = lambda: authors_updates_per_s(args.ref, OBS, ACT, BATCH, u, r)
     for _ in range(2):  # two interleaved rounds; the better (less disturbed) median of each is kept
-        for name in ["diffusion", "diffusion_ve", "gaussian", "minimal_sac"]:
-            rate = (
-                minimal_sac_updates_per_s(args.updates, args.repeats)
-                if name == "minimal_sac"
-                else learner_updates_per_s(name, args.updates, args.repeats)
-            )
-            ups[name] = max(ups.get(name, 0.0), rate)
+        for name, timing in timings.items():
+            ups[name] = max(ups.get(name, 0.0), timing())
+    if args.ref:
+        result["ratio_ours_to_authors"] = ups["diffusion"] / ups["authors_ddpm"]
+        result["ratio_ours_reference_preset_to_authors"] = ups["diffusion_algd_reference"] / ups["authors_ddpm"]
     result["update_ms_breakdown"] = {
         name: update_breakdown(name, args.updates) for name in ["diffusion", "gaussian", "minimal_sac"]
     }

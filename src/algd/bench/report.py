@@ -46,6 +46,11 @@ def print_cpu_report(result: dict) -> None:
         f = flops.get(name)
         fl = f"{f / 1e9:12.2f}   {f * value / 1e9:7.1f}" if f else f"{'':12}   {'':7}"
         print(f"  {name:<34} {value:9.1f}   {1000 / value:9.1f}   {fl}   {ups['minimal_sac'] / value:8.2f}")
+    if "ratio_ours_to_authors" in result:
+        print(
+            f"  ours / the authors' DDPM update (same run): {result['ratio_ours_to_authors']:.2f}× with our defaults, "
+            f"{result['ratio_ours_reference_preset_to_authors']:.2f}× under experiment=algd_reference"
+        )
     print("\nupdate breakdown (ms per update, profiled):")
     for name, phases in result["update_ms_breakdown"].items():
         print(f"  {name:<12} " + "  ".join(f"{k} {v:.1f}" for k, v in phases.items()))

@@ -29,6 +29,9 @@ def load_run(value: str, key: str = "resume") -> tuple[Path, Path, list[str]]:
             f"pass the folder printed as 'run dir:' when the run started"
         )
     if not ckpt.is_file():
+        from algd.launch.lock import check_free
+
+        check_free(run_dir)  # a live run that has not saved yet: say so (RunBusy names its pid)
         raise ConfigError(f"{key}={value}: no checkpoint at {ckpt} (the run stopped before its first checkpoint)")
     import yaml
 
