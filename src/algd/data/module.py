@@ -37,7 +37,7 @@ from algd import checks, schema
 from algd.actors import acting_copy, load_weights_
 from algd.data.collectors import env_specs, make_collector
 from algd.data.episodes import EpisodeTracker
-from algd.data.replay import buffer_state, load_buffer_state, make_buffer, transitions
+from algd.data.replay import TRANSITION_KEYS, buffer_state, load_buffer_state, make_buffer, transitions
 from algd.rng import rng_states, set_rng_states
 
 
@@ -257,7 +257,8 @@ class RLDataModule(L.LightningDataModule):
                 "snapshots); resume from checkpoints/last.ckpt"
             )
         load_buffer_state(self.buffer, replay)
-        self._replay_keys = list(self.buffer.storage[:1].keys(True, True)) if len(self.buffer) else None
+        saved = set(self.buffer.storage[:1].keys(True, True)) if len(self.buffer) else None
+        self._replay_keys = None if saved is None else [k for k in TRANSITION_KEYS if k in saved]
         self._rng_state = state["rng"]
         actions, obs = state.get("episode_actions"), state.get("last_observation")
         if self.workers != 1:
