@@ -264,7 +264,7 @@ class RLDataModule(L.LightningDataModule):
         if self.workers != 1:
             self._resume_env = None
         else:
-            self._resume_env = (state["env_rng"], actions, obs if actions is not None else None)
+            self._resume_env = (state["env_rng"], actions, obs)
             self._episode = [actions] if actions is not None and state["env_rng"] else []
             self._last_obs = obs
         self.episodes.load_state_dict(state["episodes"], resume_running=bool(self._episode))

@@ -147,13 +147,18 @@ class SafetyGymEnv(AlgdEnv):
 
     def reseed(self, seed: int) -> None:
         """A fixed-layout Safety-Gym env re-seeds itself at every reset (and refuses a seed): nothing to do there."""
-        task = getattr(self._env.unwrapped, "task", None)
+        task = safety_task(self._env)
         if task is not None and not task.mechanism_conf.randomize_layout:
             return
         super().reseed(seed)
 
     def render_frame(self):
         return self._env.render()
+
+
+def safety_task(env):
+    """The Safety-Gymnasium task behind a gymnasium env, or None (a plain gymnasium MuJoCo env: velocity tasks)."""
+    return getattr(env.unwrapped, "task", None)
 
 
 class EpisodeRng(gymnasium.Wrapper):
@@ -166,7 +171,7 @@ class EpisodeRng(gymnasium.Wrapper):
         self.episode_rng: dict | None = None
 
     def _rng(self):
-        task = getattr(self.env.unwrapped, "task", None)
+        task = safety_task(self.env)
         return task.random_generator.random_generator if task is not None else self.env.unwrapped.np_random
 
     def reset(self, **kwargs):
@@ -187,19 +192,18 @@ class EpisodeRng(gymnasium.Wrapper):
             raise ValueError(f"the checkpoint's env RNG state ({sorted(state)}) does not fit env {self.spec.id}")
 
     def render(self):
-        task = getattr(self.env.unwrapped, "task", None)
-        if (
-            task is not None and not task._viewers
-        ):  # before the offscreen GL context exists: no multisampling, ~2.5× faster in software
+        task = safety_task(self.env)
+        # Before the offscreen GL context exists: no multisampling, ~2.5× faster in software.
+        if task is not None and not task._viewers:
             task.model.vis.quality.offsamples = 0
         return self.env.render()
 
     def close(self):
-        if getattr(self.env.unwrapped, "task", None) is None:
+        task = safety_task(self.env)
+        if task is None:
             return super().close()
         # Free the offscreen renderers now: left to the garbage collector at interpreter exit, their EGL contexts
         # print EGLError tracebacks (safety_gymnasium never closes them).
-        task = self.env.unwrapped.task
         for viewer in task._viewers.values():
             viewer.close()
         task._viewers.clear()

@@ -23,7 +23,8 @@ class RunLock:
         self.path = Path(run_dir) / LOCK_FILE
         self._fd: int | None = None
 
-    def acquire(self) -> RunLock:
+    def _locked(self) -> int:
+        """A descriptor of the lock file holding the lock, or :class:`RunBusy` naming the holder."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -36,6 +37,11 @@ class RunLock:
                 f"run directory {self.path.parent} is in use by {who} (it holds {self.path}); stop that process "
                 f"first, or wait for it to finish"
             ) from None
+        return fd
+
+    def acquire(self) -> RunLock:
+        """Take the lock and write this process's pid and host into the file."""
+        fd = self._locked()
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
         self._fd = fd
@@ -54,5 +60,6 @@ class RunLock:
 
 
 def check_free(run_dir: Path) -> None:
-    """Raise :class:`RunBusy` (one line naming the holder) if a live process trains in ``run_dir``."""
-    RunLock(run_dir).acquire().release()
+    """Raise :class:`RunBusy` (one line naming the holder) if a live process trains in ``run_dir`` (a probe: the lock
+    file keeps what its last holder wrote)."""
+    os.close(RunLock(run_dir)._locked())

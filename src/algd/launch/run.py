@@ -33,7 +33,7 @@ def _run(cfg, device, out_dir: Path) -> dict[str, float]:
     from algd.learner.module import NonFiniteLossError
 
     ckpt, ckpt_path = None, None
-    own = own_checkpoint(cfg, out_dir)
+    own = last_checkpoint(cfg.get("callbacks") or {}, out_dir)  # (from the config: no callback is built yet)
     if cfg.get("resume"):
         _, ckpt_path = find_checkpoint(cfg.resume)
     elif own.is_file():  # a requeued job (or a rerun into a fixed hydra.run.dir): continue, never overwrite
@@ -113,16 +113,11 @@ def announce(cfg, out_dir: Path, info, h: float) -> None:
     )
 
 
-def own_checkpoint(cfg, out_dir: Path) -> Path:
-    """The ``last.ckpt`` this run's Checkpointer writes (from the config, before any callback is built)."""
-    checkpointer = (cfg.get("callbacks") or {}).get("checkpointer")
-    return (Path(checkpointer.dirpath) if checkpointer else out_dir / "checkpoints") / "last.ckpt"
-
-
-def last_checkpoint(callbacks: dict, out_dir: Path) -> Path:
-    """Where this run's resumable checkpoint is (the Checkpointer's folder)."""
+def last_checkpoint(callbacks, out_dir: Path) -> Path:
+    """Where this run's resumable checkpoint is (the Checkpointer's folder), from the built callbacks or from the
+    config's ``callbacks`` node."""
     checkpointer = callbacks.get("checkpointer")
-    return (checkpointer.dirpath if checkpointer is not None else out_dir / "checkpoints") / "last.ckpt"
+    return (Path(checkpointer.dirpath) if checkpointer is not None else out_dir / "checkpoints") / "last.ckpt"
 
 
 def resume_command(out_dir: Path) -> str:
