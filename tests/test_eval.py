@@ -3,7 +3,6 @@
 import re
 import subprocess
 import sys
-import time
 import tomllib
 from types import SimpleNamespace
 
@@ -200,8 +199,7 @@ def test_point_button_renders_headless():
     from algd.callbacks.video import record_episode
     from algd.envs.safety_gym import SafetyGymFactory
 
-    start = time.perf_counter()
-    factory = SafetyGymFactory(
+    factory = SafetyGymFactory(  # (its speed is make bench's render_fps)
         "PointButton", "SafetyPointButton1-v0", max_episode_steps=400, cost_limit=10.0, fixed_layout=True
     )
     env = factory.render_env(seed=0, width=64, height=64)
@@ -211,4 +209,3 @@ def test_point_button_renders_headless():
         env.close()
     assert frames.shape == (6, 64, 64, 3) and frames.dtype == np.uint8
     assert frames.std() > 10  # a real picture, not a blank buffer
-    assert time.perf_counter() - start < 20

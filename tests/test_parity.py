@@ -40,6 +40,8 @@ def our_learner(kind: str, settings: dict, preset: str | None = None):
             f"ensemble={s['ensemble']}",
             "polyak_every=1",
             "optim.fused=false",
+            "trainer.accelerator=cpu",
+            "trainer.precision=32-true",  # (the cross-check is in fp32 whatever the default)
         ]
     )
     device = build.resolve_device(cfg)

@@ -13,7 +13,7 @@ from functools import partial
 from algd.errors import ConfigError
 
 # Keys of the trainer group that are algd's, not Lightning Trainer arguments.
-RUNTIME_TRAINER_KEYS = ("threads", "cuda_graphs")
+RUNTIME_TRAINER_KEYS = ("threads", "cuda_graphs", "precision")
 
 
 def instantiate(node, drop=("name",), **kwargs):
@@ -28,10 +28,13 @@ def instantiate(node, drop=("name",), **kwargs):
 
 @dataclass
 class Device:
-    """Where the learner and the replay storage live (envs and acting always stay on CPU)."""
+    """Where the learner and the replay storage live (envs and acting always stay on CPU), and the precision of the
+    learner's update (``trainer.precision`` resolved: ``32-true`` or ``bf16-mixed``)."""
 
     name: str  # "cpu" | "cuda"
     cuda_graphs: bool
+    precision: str = "32-true"
+    why: str = ""  # how the device and the precision were chosen (the run's first lines say it)
 
     @property
     def accelerator(self) -> str:
@@ -39,17 +42,46 @@ class Device:
 
 
 def resolve_device(cfg) -> Device:
-    """``trainer.accelerator`` (cpu | gpu | cuda | auto) and ``trainer.cuda_graphs`` → a :class:`Device`."""
+    """``trainer.accelerator`` (cpu | gpu | cuda | auto), ``trainer.cuda_graphs`` (on CUDA only) and
+    ``trainer.precision`` (32-true | bf16-mixed | auto) → a :class:`Device`."""
     import torch
 
-    accelerator = cfg.trainer.accelerator
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+    accelerator, cuda = cfg.trainer.accelerator, torch.cuda.is_available()
+    if accelerator in ("gpu", "cuda") and not cuda:
         raise ConfigError(
             f"invalid trainer.accelerator={accelerator}: no CUDA device is visible to torch "
-            f"{torch.__version__}; use trainer.accelerator=cpu"
+            f"{torch.__version__}; use trainer.accelerator=cpu (or auto)"
         )
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    return Device("cuda" if on_gpu else "cpu", on_gpu and bool(cfg.trainer.get("cuda_graphs", False)))
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and cuda)
+    name = "cuda" if on_gpu else "cpu"
+    graphs = on_gpu and bool(cfg.trainer.get("cuda_graphs", False))
+    where = f"{torch.cuda.get_device_name(0)}" if on_gpu else "CPU"
+    if accelerator == "auto":
+        where += " (accelerator=auto: " + ("CUDA is visible)" if cuda else "no CUDA device visible)")
+    where += ", CUDA graphs" if graphs else ""
+    precision, why = resolve_precision(str(cfg.trainer.get("precision", "32-true")), name)
+    return Device(name, graphs, precision, f"learner on {where}; precision {precision} ({why})")
+
+
+def resolve_precision(setting: str, device: str) -> tuple[str, str]:
+    """``trainer.precision`` on ``device`` → (``32-true`` | ``bf16-mixed``, why). ``auto``: bf16-mixed where bf16
+    matmuls are fast (a CPU with AVX512-BF16 or AMX, a CUDA device with bf16), else 32-true."""
+    import torch
+
+    from algd.launch.runtime import cpu_bf16_flags
+
+    if device == "cuda":
+        fast = torch.cuda.is_bf16_supported()
+        has = "the GPU supports bf16" if fast else "the GPU has no bf16"
+    else:
+        flags = [f for f in cpu_bf16_flags() if f != "amx_tile"]
+        fast = bool(flags)
+        has = f"the CPU has {', '.join(flags)}" if fast else "the CPU has neither avx512_bf16 nor amx_bf16"
+    if setting == "auto":
+        return ("bf16-mixed" if fast else "32-true"), f"auto: {has}"
+    if setting == "bf16-mixed" and not fast:
+        return setting, f"as set; {has}, so bf16 is likely slower than 32-true here"
+    return setting, "as set"
 
 
 def build_env(cfg):
@@ -108,6 +140,7 @@ def build_learner(cfg, specs: dict, info, device: Device, components: dict | Non
         multiplier=parts["multiplier"],
         optim=parts["optim"],
         cuda_graphs=device.cuda_graphs,
+        precision=device.precision,
     )
 
 

@@ -22,6 +22,7 @@ class Schema:
 
 
 COLLECTORS = ("single", "multi", "async")
+PRECISIONS = ("32-true", "bf16-mixed", "auto")  # trainer.precision, as Lightning names them
 
 DATA = Schema(
     {
@@ -76,6 +77,7 @@ LEARNER = Schema(
         "lambda_qc": one_of(
             "before_update", "after_update", text="before_update (ours) or after_update (the reference code's)"
         ),
+        "precision": one_of(*PRECISIONS[:2], text="32-true or bf16-mixed"),
     }
 )
 
@@ -119,6 +121,7 @@ TRAINER = Schema(
         "accelerator": one_of("cpu", "gpu", "cuda", "auto", text="one of cpu, gpu, auto"),
         "cuda_graphs": one_of(True, False, text="true or false"),
         "threads": optional(integer(1), "null (torch's default) or an integer >= 1"),
+        "precision": one_of(*PRECISIONS, text="one of 32-true, bf16-mixed, auto"),
     }
 )
 

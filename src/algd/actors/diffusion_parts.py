@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from algd.learner.nets import fp32_layer
+
 
 # ------------------------------------------------------------------------------------------------------ schedules
 def ddpm_schedule(
@@ -129,4 +131,5 @@ class DiffusionNet(nn.Module):
         h = F.linear(squashed, first.weight[:, d : d + a], base)  # base + a·W1_aᵀ in one addmm
         for i in range(1, len(self.trunk)):
             h = self.trunk[i](h)
-        return (self.eps_head(h) if self.eps_head is not None else None), self.phi_head(h)
+        eps = fp32_layer(self.eps_head, h) if self.eps_head is not None else None
+        return eps, fp32_layer(self.phi_head, h)

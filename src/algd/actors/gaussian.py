@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from algd.actors import Actor
-from algd.learner.nets import mlp
+from algd.learner.nets import mlp, run_layers
 
 
 class GaussianActor(Actor):
@@ -42,7 +42,7 @@ class GaussianActor(Actor):
         return self.log_alpha.exp().detach()
 
     def _dist(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, log_std = self.net(obs).chunk(2, dim=-1)
+        mu, log_std = run_layers(self.net, obs).chunk(2, dim=-1)
         return mu, log_std.clamp(self.log_std_min, self.log_std_max)
 
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,10 +3,12 @@ the matmul peak, collection, the training loop, and (``--options``) the directio
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from algd.bench.learner import autocast_bf16, compile_critics, flops_per_update, learner_updates_per_s, update_breakdown
-from algd.bench.loops import collect_fps, collector_wrapper_ab, train_fps
+from algd.bench.loops import collect_fps, collector_wrapper_ab, render_fps, train_fps
 from algd.bench.report import machine_record, print_cpu_report, write_result
 from algd.bench.sac import minimal_sac_flops, minimal_sac_updates_per_s
 from algd.bench.timing import device_name, peak_matmul_gflops
@@ -21,8 +23,16 @@ def run_cpu(args) -> None:
     result["peak_matmul_gflops_bf16"] = peak_matmul_gflops(dtype=torch.bfloat16)
     ups = result["updates_per_s"] = {}
     u, r = args.updates, args.repeats
+    from algd import build
+
+    result["precision_default"] = build.compose([]).trainer.precision
+    result["precision_auto"], result["precision_auto_why"] = build.resolve_precision("auto", "cpu")
     timings = {
         "diffusion": lambda: learner_updates_per_s("diffusion", u, r),
+        **{
+            f"diffusion_{p}": partial(learner_updates_per_s, "diffusion", u, r, overrides=[f"trainer.precision={p}"])
+            for p in ("32-true", "bf16-mixed")
+        },
         "diffusion_ve": lambda: learner_updates_per_s("diffusion_ve", u, r),
         "gaussian": lambda: learner_updates_per_s("gaussian", u, r),
         "minimal_sac": lambda: minimal_sac_updates_per_s(u, r),
@@ -40,6 +50,8 @@ def run_cpu(args) -> None:
             ups[name] = max(ups.get(name, 0.0), timing())
     if args.ref:
         result["ratio_ours_to_authors"] = ups["diffusion"] / ups["authors_ddpm"]
+        for p in ("32-true", "bf16-mixed"):
+            result[f"ratio_ours_{p}_to_authors"] = ups[f"diffusion_{p}"] / ups["authors_ddpm"]
         result["ratio_ours_reference_preset_to_authors"] = ups["diffusion_algd_reference"] / ups["authors_ddpm"]
     result["update_ms_breakdown"] = {
         name: update_breakdown(name, args.updates) for name in ["diffusion", "gaussian", "minimal_sac"]
@@ -74,6 +86,8 @@ def run_cpu(args) -> None:
     for name, env_id in [("PointGoal1", "SafetyPointGoal1-v0"), ("PointButton1", "SafetyPointButton1-v0")]:
         print(f"[bench] collection on {env_id} ...", flush=True)
         result["collect"][name] = collect_fps(env_id, args.frames, args.repeats)
+    print("[bench] evaluation video rendering on PointButton1 ...", flush=True)
+    result["render"] = render_fps(100, args.repeats)
     print("[bench] training loop (Lightning, UTD 10) on PointButton1 ...", flush=True)
     loops = {name: train_fps(name) for name in ["diffusion", "gaussian"]}
     result["train_fps"] = {name: loop["fps"] for name, loop in loops.items()}

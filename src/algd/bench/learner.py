@@ -38,7 +38,8 @@ def bench_learner(actor: str, device="cpu", graphs: bool = False, overrides=()):
 
     cfg = build.compose(["env=PointButton", f"actor={actor}", *overrides])
     specs = {"obs_dim": OBS, "act_dim": ACT, "action_low": -torch.ones(ACT), "action_high": torch.ones(ACT)}
-    learner = build.build_learner(cfg, specs, build.build_env(cfg).info, build.Device(device, graphs))
+    precision, _ = build.resolve_precision(cfg.trainer.precision, device)  # (the default's, or trainer.precision=)
+    learner = build.build_learner(cfg, specs, build.build_env(cfg).info, build.Device(device, graphs, precision))
     return learner.to(device).standalone()
 
 

@@ -168,3 +168,29 @@ def train_fps(
     (t0, _, u0), (t1, _, u1) = marks["start"], marks["end"]
     # Each learning frame costs one env step plus ``utd`` updates: frames/s = (updates/s) / utd.
     return {"fps": (u1 - u0) / utd / (t1 - t0), "updates_per_s": (u1 - u0) / (t1 - t0)}
+
+
+def render_fps(frames: int, repeats: int, size: int = 128) -> dict[str, float]:
+    """The evaluation video's rendering: frames/s of :func:`algd.callbacks.video.record_episode` (a step and an
+    offscreen render per frame, random actions) on PointButton1 (paper protocol) at the video's default size, beside
+    the same steps without rendering."""
+    from algd.callbacks.video import record_episode
+
+    factory = paper_factory("SafetyPointButton1-v0")
+    env = factory.render_env(seed=0, width=size, height=size)
+    plain = factory(0)
+    try:
+
+        def rendered():
+            record_episode(env, lambda td: td.set("action", env.action_spec.rand()), seed=0, max_frames=frames)
+
+        def stepped():
+            td = plain.reset()
+            for _ in range(frames - 1):
+                td = plain.rand_step(td)
+
+        rates = interleaved_rates({"render": rendered, "step_only": stepped}, frames, repeats)
+    finally:
+        env.close()
+        plain.close()
+    return {"render_fps": rates["render"], "step_only_fps": rates["step_only"], "size": size}

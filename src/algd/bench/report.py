@@ -12,7 +12,7 @@ from algd.bench.learner import ACT, BATCH, OBS
 
 def machine_record(**fields) -> dict:
     """What every benchmark file starts with: the machine, torch, the update's sizes and the heap setting."""
-    from algd.bench.timing import cpu_bf16_flags
+    from algd.launch.runtime import cpu_bf16_flags
     from algd.learner.perf import keep_heap
 
     return {
@@ -46,10 +46,16 @@ def print_cpu_report(result: dict) -> None:
         f = flops.get(name)
         fl = f"{f / 1e9:12.2f}   {f * value / 1e9:7.1f}" if f else f"{'':12}   {'':7}"
         print(f"  {name:<34} {value:9.1f}   {1000 / value:9.1f}   {fl}   {ups['minimal_sac'] / value:8.2f}")
+    print(
+        f"  precision: default {result['precision_default']}; auto here: {result['precision_auto']} "
+        f"({result['precision_auto_why']}); bf16-mixed / 32-true "
+        f"{ups['diffusion_bf16-mixed'] / ups['diffusion_32-true']:.2f}×"
+    )
     if "ratio_ours_to_authors" in result:
         print(
             f"  ours / the authors' DDPM update (same run): {result['ratio_ours_to_authors']:.2f}× with our defaults, "
-            f"{result['ratio_ours_reference_preset_to_authors']:.2f}× under experiment=algd_reference"
+            f"{result['ratio_ours_32-true_to_authors']:.2f}× in 32-true, {result['ratio_ours_bf16-mixed_to_authors']:.2f}× "
+            f"in bf16-mixed, {result['ratio_ours_reference_preset_to_authors']:.2f}× under experiment=algd_reference"
         )
     print("\nupdate breakdown (ms per update, profiled):")
     for name, phases in result["update_ms_breakdown"].items():
@@ -74,6 +80,12 @@ def print_cpu_report(result: dict) -> None:
         )
         print(
             f"  {name:<12} raw {c['raw_fps']:7.1f}  collector {c['collector_fps']:7.1f}  ratio {c['ratio']:.2f}" + multi
+        )
+    if "render" in result:
+        rd = result["render"]
+        print(
+            f"\nevaluation video ({rd['size']}×{rd['size']}, PointButton1): {rd['render_fps']:.1f} frames/s rendered, "
+            f"{rd['step_only_fps']:.1f} steps/s without rendering"
         )
     print("\ntraining loop on PointButton1 (Lightning, UTD 10, after warm-up):")
     for name, fps in result["train_fps"].items():

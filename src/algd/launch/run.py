@@ -54,7 +54,7 @@ def _run(cfg, device, out_dir: Path) -> dict[str, float]:
     components = build.build_components(cfg, device)
     factory = build.build_env(cfg)
     info = factory.info
-    announce(cfg, out_dir, info, build.cost_target(cfg, info))
+    announce(cfg, out_dir, info, build.cost_target(cfg, info), device)
 
     dm = build.build_data(cfg, factory, device)
     try:
@@ -96,8 +96,9 @@ def _run(cfg, device, out_dir: Path) -> dict[str, float]:
     return final
 
 
-def announce(cfg, out_dir: Path, info, h: float) -> None:
-    """The run's first lines: where it writes, how to watch it, the task, its limit and h, the algorithm."""
+def announce(cfg, out_dir: Path, info, h: float, device) -> None:
+    """The run's first lines: where it writes, how to watch it, the task, its limit and h, the algorithm, where the
+    learner runs and in which precision (and why)."""
     discounted = info.eval_cost_discount is not None
     limit = (
         f"{info.cost_limit:g} (discounted episode cost, γ = {info.eval_cost_discount:g})"
@@ -111,6 +112,7 @@ def announce(cfg, out_dir: Path, info, h: float) -> None:
         f"{limit}, h = {h:.4f}; actor {cfg.actor.name}, energy {cfg.energy._target_.split('.')[-1]}, "
         f"seed {cfg.seed}, {cfg.total_frames} frames ({cfg.warmup_frames} warm-up), utd {cfg.utd}"
     )
+    print(f"[algd] {device.why}")
 
 
 def last_checkpoint(callbacks, out_dir: Path) -> Path:

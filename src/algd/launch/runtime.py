@@ -4,6 +4,19 @@ imports here: the entry points use it before anything else)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")  # what decides whether CPU bf16 matmuls are fast
+
+
+def cpu_bf16_flags() -> list[str]:
+    """Which of :data:`BF16_FLAGS` this CPU reports (``lscpu`` / ``/proc/cpuinfo`` flags)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return [f for f in BF16_FLAGS if f in flags]
 
 
 def quiet_libraries() -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import lightning as L
 import torch
@@ -102,6 +102,7 @@ class SafeActorCritic(L.LightningModule):
         reward_done_on_goal: bool = False,
         lambda_qc: str = "before_update",
         cost_loss_reduction: str = "sum",
+        precision: str = "32-true",
     ):
         super().__init__()
         checks.enforce(
@@ -110,7 +111,9 @@ class SafeActorCritic(L.LightningModule):
             reward_done_on_goal=reward_done_on_goal,
             lambda_qc=lambda_qc,
             cost_loss_reduction=cost_loss_reduction,
+            precision=precision,
         )
+        self.precision = precision
         self.reward_done_on_goal, self.lambda_qc = bool(reward_done_on_goal), lambda_qc
         self.cost_loss_reduction = cost_loss_reduction
         # keep_heap: ≈ 20 % faster updates on CPU, no page faults on every fresh activation tensor (algd.learner.perf)
@@ -161,6 +164,15 @@ class SafeActorCritic(L.LightningModule):
         opt.step()
 
     # ------------------------------------------------------------------------------------------------ the update
+    def autocast(self):
+        """The context of the update's forward passes: bf16 autocast under ``precision=bf16-mixed`` (matmuls of the
+        hidden layers in bf16; parameters, optimiser states, λ, output layers, targets and losses in fp32), else
+        nothing. Backward passes and optimiser steps run outside it."""
+        if self.precision != "bf16-mixed":
+            return nullcontext()
+        # (autocast's cast cache must stay off in a CUDA-graph capture)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=not self.cuda_graphs)
+
     def energy_fn(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Per-sample energy E(s, a) with the online critics and the current (detached) λ: obs [B, obs],
         action [..., B, act] (leading sample axes share the states) → [..., B, 1]."""
@@ -222,15 +234,15 @@ class SafeActorCritic(L.LightningModule):
             not_term = 1.0 - (terminated | goal.reshape(reward.shape)).float()
 
         # Named phases (record_function: free unless a profiler runs) give `make bench` its time breakdown.
-        with record_function("targets"), torch.no_grad():
+        with record_function("targets"), torch.no_grad(), self.autocast():
             next_action, bonus = self.actor.target_action(next_obs)
             y = reward + self.gamma * not_term * (self.q_target(next_obs, next_action).min(0).values + bonus)
             yc = cost + self.cost_gamma * cost_mask * self.qc_target(next_obs, next_action)
 
-        with record_function("critic"):
+        with record_function("critic"), self.autocast():
             q = self.q(obs, action)
             critic_loss = (q - y).square().mean((1, 2)).sum()
-        with record_function("cost_critic"):
+        with record_function("cost_critic"), self.autocast():
             qc = self.qc(obs, action)
             cost_loss = (qc - yc).square().mean((1, 2))
             cost_loss = cost_loss.mean() if self.cost_loss_reduction == "mean" else cost_loss.sum()
@@ -242,7 +254,7 @@ class SafeActorCritic(L.LightningModule):
             self._step(opt_qc, cost_loss, self.qc.parameters())
 
         with record_function("actor"):
-            with frozen(self.q, self.qc):
+            with frozen(self.q, self.qc), self.autocast():
                 actor_loss, actor_metrics = self.actor.loss(obs, self.energy_for(obs))
             if check:
                 _check_finite(self.updates, **{"loss/actor": actor_loss})
@@ -251,7 +263,7 @@ class SafeActorCritic(L.LightningModule):
         with record_function("multiplier"):
             # λ from replay actions; Q̂c from the cost critics' forward above (before their step), or after it
             if self.lambda_qc == "after_update":
-                with torch.no_grad():
+                with torch.no_grad(), self.autocast():
                     qc = self.qc(obs, action)
             g = constraint.gap(qc.detach(), self.k, self.h)
             lam_loss = self.multiplier.update(g, opt_lam[0] if opt_lam else None)

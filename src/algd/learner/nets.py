@@ -16,6 +16,23 @@ def activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+def fp32_layer(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` in float32, also under autocast: the networks' output layers (Q values, ε̂, φθ, the Gaussian's
+    μ and log σ) stay full precision in ``trainer.precision=bf16-mixed``, so targets, TD errors and the chain's
+    latents carry fp32 values; only the hidden layers' matmuls run in bf16."""
+    if torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(x.device.type, enabled=False):
+            return layer(x.float())
+    return layer(x)
+
+
+def run_layers(layers: nn.Sequential, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+    """``layers[start:](x)`` with the last layer in float32 (:func:`fp32_layer`)."""
+    for i in range(start, len(layers) - 1):
+        x = layers[i](x)
+    return fp32_layer(layers[-1], x)
+
+
 def mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...] | list[int], act: str = "relu") -> nn.Sequential:
     layers: list[nn.Module] = []
     for width in hidden:
@@ -63,7 +80,7 @@ class EnsembleMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:
             x = x.unsqueeze(0).expand(self.members, *x.shape)
-        return self.net(x)
+        return run_layers(self.net, x)
 
 
 class QEnsemble(EnsembleMLP):
@@ -87,9 +104,7 @@ class QEnsemble(EnsembleMLP):
         flat = action.reshape(1, -1, action.shape[-1]).expand(e, -1, -1)
         pre = torch.bmm(flat, first.weight[:, -action.shape[-1] :]).view(e, *lead, b, width)
         pre = pre + features.view(e, *([1] * len(lead)), b, width)
-        out = pre.view(e, -1, width)
-        for layer in list(self.net)[1:]:
-            out = layer(out)
+        out = run_layers(self.net, pre.view(e, -1, width), start=1)
         return out.view(e, *lead, b, out.shape[-1])
 
 
