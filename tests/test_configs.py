@@ -35,7 +35,7 @@ def test_every_option_composes_and_instantiates(group):
         mult = instantiate(cfg.multiplier)
         assert mult.lam.item() > 0
         params = list(mult.parameters())
-        mult.update(torch.ones(3), instantiate(cfg.optim)(params=params) if params else None)
+        mult.update(torch.ones(3, 1), instantiate(cfg.optim)(params=params) if params else None)
         opt = instantiate(cfg.optim)(params=list(actor.parameters()))
         assert isinstance(opt, torch.optim.Optimizer)
 

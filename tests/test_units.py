@@ -73,7 +73,7 @@ def test_multiplier_direction(rule, qc_value, direction):
     opt = torch.optim.Adam(params, lr=1e-2) if params else None
     before = mult.lam.item()
     for _ in range(10):
-        mult.update(torch.full((8,), qc_value) - h, opt)
+        mult.update(torch.full((8, 1), qc_value) - h, opt)
     after = mult.lam.item()
     assert (after - before) * direction > 0 and after >= 0
 
@@ -84,7 +84,7 @@ def test_multiplier_stays_non_negative(rule):
     params = list(mult.parameters())
     opt = torch.optim.Adam(params, lr=0.5) if params else None
     for _ in range(500):
-        mult.update(torch.full((8,), -100.0), opt)
+        mult.update(torch.full((8, 1), -100.0), opt)
     assert mult.lam.item() >= 0.0
     if rule != "log_adam":  # the projected rules reach exactly 0; exp(log λ) only approaches it
         assert mult.lam.item() == 0.0
@@ -92,7 +92,7 @@ def test_multiplier_stays_non_negative(rule):
 
 def test_alm_step_hand_computed():
     mult = ALMMultiplier(init_lambda=1.0, eta=0.1, rho=2.0)
-    mult.update(torch.tensor([1.0, 3.0]))  # λ + η·ρ·mean(g) = 1 + 0.1·2·2
+    mult.update(torch.tensor([[1.0], [3.0]]))  # λ + η·ρ·mean(g) = 1 + 0.1·2·2
     assert mult.lam.item() == pytest.approx(1.4)
 
 

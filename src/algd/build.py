@@ -100,15 +100,16 @@ def cost_target(cfg, info) -> float:
     )
 
 
-def build_components(cfg, device: Device) -> dict:
+def build_components(cfg, device: Device, population: int = 1) -> dict:
     """Energy, multiplier and optimiser (``energy/``, ``multiplier/``, ``optim/``); their own checks run here, before
-    any env or network is built, and fail as one :class:`ConfigError` line."""
+    any env or network is built, and fail as one :class:`ConfigError` line. ``population``: λ for S learners."""
     from hydra.utils import instantiate as hydra_instantiate
 
     parts = {}
     for group in ["energy", "multiplier", "optim"]:
+        extra = {"population": population} if group == "multiplier" and population != 1 else {}
         try:
-            parts[group] = hydra_instantiate(cfg[group])
+            parts[group] = hydra_instantiate(cfg[group], **extra)
         except Exception as err:  # noqa: BLE001  (hydra wraps the component's ValueError)
             cause = err.__cause__ or err
             raise ConfigError(f"invalid {group} config: {cause}") from None
@@ -124,11 +125,13 @@ def build_data(cfg, factory, device: Device):
     return instantiate(cfg.data, env_factory=factory, device=device.name)
 
 
-def build_learner(cfg, specs: dict, info, device: Device, components: dict | None = None):
+def build_learner(cfg, specs: dict, info, device: Device, components: dict | None = None, population: int = 1):
     """The learner (``model/``) for env sizes ``specs`` (:func:`algd.data.collectors.env_specs`) and task ``info``;
-    ``components`` from :func:`build_components` (built here if not given)."""
-    parts = components or build_components(cfg, device)
-    actor = instantiate(cfg.actor)(**specs)  # first: its weights are drawn before the critics', as always
+    ``components`` from :func:`build_components` (built here if not given). ``population`` S > 1: S independent
+    learners in one module (:mod:`algd.learner.population`)."""
+    parts = components or build_components(cfg, device, population)
+    extra = {"population": population} if population != 1 else {}
+    actor = instantiate(cfg.actor)(**specs, **extra)  # first: its weights are drawn before the critics', as always
     return instantiate(
         cfg.model,
         obs_dim=specs["obs_dim"],
@@ -141,6 +144,7 @@ def build_learner(cfg, specs: dict, info, device: Device, components: dict | Non
         optim=parts["optim"],
         cuda_graphs=device.cuda_graphs,
         precision=device.precision,
+        **extra,
     )
 
 

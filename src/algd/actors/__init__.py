@@ -4,7 +4,7 @@
 - ``act(obs, deterministic)`` → env-scale action (no gradient);
 - ``target_action(obs)`` → (a', bonus): a stochastic next action for critic targets and the value added to
   min-Q' (−α·log π for an entropy-regularised actor, 0 otherwise);
-- ``loss(obs, energy_fn)`` → (loss, metrics): the actor's whole objective, given ``energy_fn(obs, action)``
+- ``loss(obs, energy_fn)`` → (loss, metrics): the actor's whole objective (0-dim; per learner [S] for a population), given ``energy_fn(obs, action)``
   (per-sample energy, lower is better) built by the LightningModule from the critics, λ and the energy; ``action``
   may carry leading sample axes ([..., B, act] at the B states ``obs``, energy [..., B, 1]), and several actions per
   state are cheaper in one call than in several;
@@ -86,11 +86,13 @@ def load_weights_(dst: nn.Module, src: nn.Module) -> None:
 class Actor(nn.Module):
     """The base of every actor: made for the env's observation size, action size and action bounds (given by
     keyword, as :func:`algd.data.collectors.env_specs` reads them from the env); owns the scaling of squashed
-    actions to the bounds (``scaler``) and the TensorDict policy (``policy()``)."""
+    actions to the bounds (``scaler``) and the TensorDict policy (``policy()``). ``population`` S > 1: S independent
+    actors (one per learner of a population, :mod:`algd.learner.population`) taking [S, B, obs]; their losses are
+    the sums of the learners' losses, their metrics per learner ([S])."""
 
-    def __init__(self, *, obs_dim: int, act_dim: int, action_low, action_high):
+    def __init__(self, *, obs_dim: int, act_dim: int, action_low, action_high, population: int = 1):
         super().__init__()
-        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+        self.obs_dim, self.act_dim, self.population = int(obs_dim), int(act_dim), int(population)
         self.scaler = ActionScaler(action_low, action_high)
 
     def policy(self) -> TensorDictModuleBase:

@@ -29,6 +29,7 @@ from torch.profiler import record_function
 from algd import checks, schema
 from algd.actors import Actor
 from algd.actors.diffusion_parts import DiffusionNet, ddpm_schedule, mc_score, ve_sigmas
+from algd.learner.population import batch_mean
 
 EnergyFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -59,7 +60,13 @@ class _DiffusionBase(Actor):
         super().__init__(**spec)  # obs_dim, act_dim, action_low, action_high (the Actor contract)
         self.steps = int(steps)
         self.net = DiffusionNet(
-            self.obs_dim, self.act_dim, self.steps, list(hidden), int(time_dim), eps_head=self.uses_eps
+            self.obs_dim,
+            self.act_dim,
+            self.steps,
+            list(hidden),
+            int(time_dim),
+            eps_head=self.uses_eps,
+            population=self.population,
         )
         self.mc_samples, self.beta_temperature = int(mc_samples), float(beta_temperature)
         self.c_energy, self.c_score = float(c_energy), float(c_score)
@@ -167,19 +174,19 @@ class _DiffusionBase(Actor):
             a0, x_tau = self.chain(obs, deterministic=False, tau=tau, features=features)
             squashed = torch.tanh(a0)
             energy = energy_fn(obs, self.scaler(squashed))
-        energy_term = energy.mean()
+        energy_term = batch_mean(energy)  # (per learner: 0-dim, or [S] for a population)
         with record_function("score_target"):
             target = self.score_target(obs, x_tau, tau, energy_fn)
         _, phi = self.net.from_base(self.net.base(features, tau), torch.tanh(x_tau))
-        score_loss = (phi - target).square().mean()
-        loss = self.c_energy * energy_term + self.c_score * score_loss
+        score_loss = batch_mean((phi - target).square())
+        loss = self.c_energy * energy_term + self.c_score * score_loss  # per learner
         metrics = {
             "loss/policy": (self.c_energy * energy_term).detach(),
             "loss/score": score_loss.detach(),
             "train/energy": energy_term.detach(),
-            "train/phi_norm": phi.detach().norm(dim=-1).mean(),
-            "train/saturation": (squashed.detach().abs() > 0.99).float().mean(),
-            "train/score_target_norm": target.norm(dim=-1).mean(),
+            "train/phi_norm": batch_mean(phi.detach().norm(dim=-1, keepdim=True)),
+            "train/saturation": batch_mean((squashed.detach().abs() > 0.99).float()),
+            "train/score_target_norm": batch_mean(target.norm(dim=-1, keepdim=True)),
         }
         return loss, metrics
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from algd.learner.nets import fp32_layer
+from algd.learner.nets import EnsembleLinear, fp32_layer, linear_part
 
 
 # ------------------------------------------------------------------------------------------------------ schedules
@@ -70,16 +69,16 @@ def mc_score(
         w   = softmax_i(−E(a_i)/β)
         φ*  = −(1/β)·Σ_i w_i·∇E(a_i)
 
-    ``latents`` is [B, A]; ``sigma`` a float or [B, 1]; ``energy_and_grad_fn`` gets all perturbations in one batch
-    [n·B, A] (block i holds copy i of the B rows) and returns (E [n·B] or [n·B, 1], ∇E [n·B, A]). Returns
-    φ* [B, A], detached.
+    ``latents`` is [..., A] (B rows, or [S, B] for a population); ``sigma`` a float or [..., 1];
+    ``energy_and_grad_fn`` gets all perturbations in one batch [n·rows, A] (block i holds copy i of the rows) and
+    returns (E [n·rows] or [n·rows, 1], ∇E [n·rows, A]). Returns φ* [..., A], detached.
     """
-    b, a_dim = latents.shape
-    noise = torch.randn(n, b, a_dim, dtype=latents.dtype, device=latents.device)
+    lead, a_dim = latents.shape[:-1], latents.shape[-1]
+    noise = torch.randn(n, *lead, a_dim, dtype=latents.dtype, device=latents.device)
     perturbed = latents.detach().unsqueeze(0) + torch.as_tensor(sigma, dtype=latents.dtype) * noise
-    energy, grad = energy_and_grad_fn(perturbed.reshape(n * b, a_dim))
-    weights = torch.softmax(-energy.detach().reshape(n, b, 1) / beta, dim=0)
-    return (-(weights * grad.detach().reshape(n, b, a_dim)).sum(0) / beta).detach()
+    energy, grad = energy_and_grad_fn(perturbed.reshape(-1, a_dim))
+    weights = torch.softmax(-energy.detach().reshape(n, *lead, 1) / beta, dim=0)
+    return (-(weights * grad.detach().reshape(n, *lead, a_dim)).sum(0) / beta).detach()
 
 
 # ------------------------------------------------------------------------------------------------------ network
@@ -87,21 +86,40 @@ class DiffusionNet(nn.Module):
     """[s, a_t = tanh(x_t), emb(t)] → MLP trunk (ReLU) → ε-head and φ-head (each ``act_dim`` outputs).
 
     ``emb`` is a learned ``nn.Embedding(K, time_dim)``; the ε-head is optional (the VE sampler does not use it).
+    ``population`` S > 1: S independent nets (one per learner of a population) with every layer an
+    :class:`~algd.learner.nets.EnsembleLinear`; inputs and outputs carry the learner axis first ([S, B, ·]).
     """
 
     def __init__(
-        self, obs_dim: int, act_dim: int, steps: int, hidden=(128, 128, 128), time_dim: int = 16, eps_head: bool = True
+        self,
+        obs_dim: int,
+        act_dim: int,
+        steps: int,
+        hidden=(128, 128, 128),
+        time_dim: int = 16,
+        eps_head: bool = True,
+        population: int = 1,
     ):
         super().__init__()
-        self.embed = nn.Embedding(steps, time_dim)
+        self.population, self.time_dim = int(population), int(time_dim)
+        one = self.population == 1
+
+        def linear(a: int, b: int) -> nn.Module:
+            return nn.Linear(a, b) if one else EnsembleLinear(self.population, a, b)
+
+        if one:
+            self.embed = nn.Embedding(steps, time_dim)
+        else:  # nn.Embedding's N(0, 1) init, per learner
+            self.embed_weight = nn.Parameter(torch.randn(self.population, steps, time_dim))
         layers: list[nn.Module] = []
         in_dim = obs_dim + act_dim + time_dim
+        self.in_dim = in_dim
         for width in hidden:
-            layers += [nn.Linear(in_dim, width), nn.ReLU()]
+            layers += [linear(in_dim, width), nn.ReLU()]
             in_dim = width
         self.trunk = nn.Sequential(*layers)
-        self.eps_head = nn.Linear(in_dim, act_dim) if eps_head else None
-        self.phi_head = nn.Linear(in_dim, act_dim)
+        self.eps_head = linear(in_dim, act_dim) if eps_head else None
+        self.phi_head = linear(in_dim, act_dim)
 
     def forward(self, obs: torch.Tensor, squashed: torch.Tensor, t: torch.Tensor):
         """``t``: a 0-dim index (whole batch) or one index per row. Returns (ε̂ or None, φθ)."""
@@ -111,24 +129,30 @@ class DiffusionNet(nn.Module):
     # [s, a, emb(t)]·W1ᵀ + b1 = (s·W1_sᵀ + b1) + emb(t)·W1_tᵀ + a·W1_aᵀ. The state part is computed once per chain,
     # the time part once per index, and each step multiplies only the act_dim action columns.
     def state_features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(state part of the first layer, bias included, [..., H]; time part for every index [K, H])."""
+        """(state part of the first layer, bias included, [..., H]; time part for every index [K, H]; population:
+        [S, B, H] and [S, K, H])."""
         first, d = self.trunk[0], obs.shape[-1]
+        embed = self.embed.weight if self.population == 1 else self.embed_weight
         return (
-            F.linear(obs, first.weight[:, :d], first.bias),
-            F.linear(self.embed.weight, first.weight[:, first.in_features - self.embed.embedding_dim :]),
+            linear_part(first, obs, 0, d, first.bias),
+            linear_part(first, embed, self.in_dim - self.time_dim, self.in_dim),
         )
 
     @staticmethod
     def base(features: tuple[torch.Tensor, torch.Tensor], t: torch.Tensor) -> torch.Tensor:
         """The first layer without its action part at index ``t`` (0-dim, or one index per row)."""
         state, time = features
-        return state + time[t]
+        if time.dim() == 2:
+            return state + time[t]
+        if t.dim() == 0:  # population: [S, K, H] at one index for every row
+            return state + time[:, t].unsqueeze(1)
+        return state + time[torch.arange(time.shape[0], device=t.device).unsqueeze(1), t]
 
     def from_base(self, base: torch.Tensor, squashed: torch.Tensor):
         """(ε̂ or None, φθ) from the first layer's state and time part ``base`` (:meth:`base`) and the action."""
         first, a = self.trunk[0], squashed.shape[-1]
-        d = first.in_features - self.embed.embedding_dim - a
-        h = F.linear(squashed, first.weight[:, d : d + a], base)  # base + a·W1_aᵀ in one addmm
+        d = self.in_dim - self.time_dim - a
+        h = linear_part(first, squashed, d, d + a, base)  # base + a·W1_aᵀ in one addmm
         for i in range(1, len(self.trunk)):
             h = self.trunk[i](h)
         eps = fp32_layer(self.eps_head, h) if self.eps_head is not None else None

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from algd.actors import Actor
-from algd.learner.nets import mlp, run_layers
+from algd.learner.nets import EnsembleMLP, mlp, run_layers
+from algd.learner.population import batch_mean, per_row
 
 
 class GaussianActor(Actor):
@@ -32,9 +33,13 @@ class GaussianActor(Actor):
         **spec,
     ):
         super().__init__(**spec)  # obs_dim, act_dim, action_low, action_high (the Actor contract)
-        self.net = mlp(self.obs_dim, 2 * self.act_dim, hidden, "relu")
+        if self.population == 1:
+            self.net = mlp(self.obs_dim, 2 * self.act_dim, hidden, "relu")
+        else:  # one MLP per learner (EnsembleLinear layers): [S, B, obs] → [S, B, 2·act]
+            self.net = EnsembleMLP(self.obs_dim, 2 * self.act_dim, hidden, members=self.population).net
         self.log_std_min, self.log_std_max = float(log_std_min), float(log_std_max)
-        self.log_alpha = nn.Parameter(torch.tensor(math.log(init_alpha)), requires_grad=bool(autotune_alpha))
+        shape = () if self.population == 1 else (self.population,)
+        self.log_alpha = nn.Parameter(torch.full(shape, math.log(init_alpha)), requires_grad=bool(autotune_alpha))
         self.target_entropy = float(-self.act_dim if target_entropy is None else target_entropy)
 
     @property
@@ -63,18 +68,18 @@ class GaussianActor(Actor):
 
     def target_action(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         action, log_prob = self.sample(obs)
-        return action, -self.alpha * log_prob
+        return action, -per_row(self.alpha) * log_prob
 
     def loss(self, obs: torch.Tensor, energy_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
         action, log_prob = self.sample(obs)
         energy = energy_fn(obs, action)
-        policy_loss = (self.alpha * log_prob + energy).mean()
-        alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+        policy_loss = batch_mean(per_row(self.alpha) * log_prob + energy)  # (per learner)
+        alpha_loss = -batch_mean(per_row(self.log_alpha) * (log_prob.detach() + self.target_entropy))
         metrics = {
             "loss/policy": policy_loss.detach(),
             "loss/alpha": alpha_loss.detach(),
             "train/alpha": self.alpha,
-            "train/entropy": -log_prob.detach().mean(),
-            "train/energy": energy.detach().mean(),
+            "train/entropy": -batch_mean(log_prob.detach()),
+            "train/energy": batch_mean(energy.detach()),
         }
-        return policy_loss + alpha_loss, metrics
+        return policy_loss + alpha_loss, metrics  # per learner

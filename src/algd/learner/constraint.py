@@ -30,5 +30,5 @@ def gap(qc: torch.Tensor, k: float, h: float) -> torch.Tensor:
 
 
 def violation(g: torch.Tensor) -> torch.Tensor:
-    """mean[g]₊, the logged ``lagrange/violation``."""
-    return g.clamp(min=0).mean()
+    """mean[g]₊ over the batch (per learner of a population), the logged ``lagrange/violation``."""
+    return g.clamp(min=0).mean((-2, -1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "elu": nn.ELU}
@@ -43,7 +44,7 @@ def mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...] | list[int], act: str
 
 
 class EnsembleLinear(nn.Module):
-    """``members`` independent linear layers evaluated with one batched matmul: [E, B, in] → [E, B, out]."""
+    """``members`` independent linear layers evaluated with one batched matmul: [M, ..., in] → [M, ..., out]."""
 
     def __init__(self, members: int, in_dim: int, out_dim: int):
         super().__init__()
@@ -54,11 +55,28 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+        if x.dim() == 3:
+            return torch.baddbmm(self.bias, x, self.weight)
+        flat = torch.baddbmm(self.bias, x.reshape(x.shape[0], -1, x.shape[-1]), self.weight)
+        return flat.view(*x.shape[:-1], flat.shape[-1])
+
+
+def linear_part(layer: nn.Module, x: torch.Tensor, start: int, stop: int, bias=None) -> torch.Tensor:
+    """x·W + bias with only the input columns start:stop of ``layer``'s weight: an ``nn.Linear`` (x [..., k]) or an
+    :class:`EnsembleLinear` (x [M, N, k], one leading axis per member; ``bias`` [M, 1 or N, out])."""
+    if isinstance(layer, nn.Linear):
+        return F.linear(x, layer.weight[:, start:stop], bias)
+    w = layer.weight[:, start:stop]
+    return torch.bmm(x, w) if bias is None else torch.baddbmm(bias, x, w)
 
 
 class EnsembleMLP(nn.Module):
-    """E independent MLPs run as one batched module. Input [B, in] (shared) or [E, B, in]; output [E, B, out]."""
+    """E independent MLPs run as one batched module, for each of ``population`` independent learners (seeds).
+
+    ``population`` 1: input [B, in] (shared by the members) or [E, B, in]; output [E, B, out].
+    ``population`` S > 1: input [S, B, in] (one batch per learner, shared by its E members); output [E, S, B, out].
+    Member e of learner s is weight row e·S + s.
+    """
 
     def __init__(
         self,
@@ -67,24 +85,31 @@ class EnsembleMLP(nn.Module):
         hidden: tuple[int, ...] | list[int] = (256, 256),
         members: int = 2,
         act: str = "relu",
+        population: int = 1,
     ):
         super().__init__()
-        self.members, self.act = int(members), act
+        self.members, self.act, self.population = int(members), act, int(population)
+        rows = self.members * self.population
         dims = [in_dim, *hidden]
         layers: list[nn.Module] = []
         for a, b in zip(dims[:-1], dims[1:]):
-            layers += [EnsembleLinear(self.members, a, b), activation(act)]
-        layers.append(EnsembleLinear(self.members, dims[-1], out_dim))
+            layers += [EnsembleLinear(rows, a, b), activation(act)]
+        layers.append(EnsembleLinear(rows, dims[-1], out_dim))
         self.net = nn.Sequential(*layers)
 
+    def _rows(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, in] → [E, B, in] (a view); [S, B, in] → [E·S, B, in] (population)."""
+        if self.population == 1:
+            return x.unsqueeze(0).expand(self.members, *x.shape) if x.dim() == 2 else x
+        return x.unsqueeze(0).expand(self.members, *x.shape).reshape(-1, *x.shape[1:])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.members, *x.shape)
-        return run_layers(self.net, x)
+        out = run_layers(self.net, self._rows(x))
+        return out if self.population == 1 else out.view(self.members, *x.shape[:-1], out.shape[-1])
 
 
 class QEnsemble(EnsembleMLP):
-    """Q(s, a) for E members: [B, obs], [B, act] → [E, B, 1]."""
+    """Q(s, a) for E members: [B, obs], [B, act] → [E, B, 1] (population S: [S, B, ·] → [E, S, B, 1])."""
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return super().forward(torch.cat([obs, action], dim=-1))
@@ -92,20 +117,27 @@ class QEnsemble(EnsembleMLP):
     # Fast path for many actions per state (the actor's energy): the first layer splits as
     # [s, a]·W1 + b1 = (s·W1_s + b1) + a·W1_a, so the state part is computed once per state and reused.
     def state_features(self, obs: torch.Tensor) -> torch.Tensor:
-        """State part of the first layer, bias included: [B, obs] → [E, B, H1]."""
+        """State part of the first layer, bias included: [B, obs] → [E, B, H1] ([S, B, obs] → [E·S, B, H1])."""
         first = self.net[0]
-        return torch.baddbmm(first.bias, obs.expand(self.members, *obs.shape), first.weight[:, : obs.shape[-1]])
+        return torch.baddbmm(first.bias, self._rows(obs), first.weight[:, : obs.shape[-1]])
 
     def from_features(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Q for actions [..., B, act] (leading sample axes share the states of ``features`` [E, B, H1]):
-        → [E, ..., B, 1], equal to ``forward(obs, action)`` for every sample."""
-        first, (e, b, width) = self.net[0], features.shape
-        lead = action.shape[:-2]
-        flat = action.reshape(1, -1, action.shape[-1]).expand(e, -1, -1)
-        pre = torch.bmm(flat, first.weight[:, -action.shape[-1] :]).view(e, *lead, b, width)
-        pre = pre + features.view(e, *([1] * len(lead)), b, width)
-        out = run_layers(self.net, pre.view(e, -1, width), start=1)
-        return out.view(e, *lead, b, out.shape[-1])
+        → [E, ..., B, 1], equal to ``forward(obs, action)`` for every sample. Population S: actions [..., S, B, act]
+        (the learner axis right before the batch axis) → [E, ..., S, B, 1]."""
+        first, (rows, b, width) = self.net[0], features.shape
+        e, s, a = self.members, self.population, action.shape[-1]
+        lead = action.shape[:-2] if s == 1 else action.shape[:-3]
+        if s == 1:
+            flat = action.reshape(1, -1, a).expand(e, -1, -1)
+        else:  # learner s's actions for its E members: rows e·S + s
+            flat = action.movedim(-3, 0).reshape(1, s, -1, a).expand(e, -1, -1, -1).reshape(rows, -1, a)
+        pre = torch.bmm(flat, first.weight[:, -a:]).view(rows, *lead, b, width)
+        pre = pre + features.view(rows, *([1] * len(lead)), b, width)
+        out = run_layers(self.net, pre.view(rows, -1, width), start=1)
+        if s == 1:
+            return out.view(e, *lead, b, out.shape[-1])
+        return out.view(e, s, *lead, b, out.shape[-1]).movedim(1, -3)
 
 
 def polyak_(target: nn.Module, source: nn.Module, tau: float) -> None:
