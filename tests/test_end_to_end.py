@@ -32,7 +32,7 @@ def load_ckpt(path: Path) -> dict:
 
 def test_toy_end_to_end(tmp_path):
     proc = run_train(
-        *overrides("env=toy total_frames=2000 warmup_frames=1000 eval_every_frames=1000 checkpoint_every_frames=1000"),
+        *overrides("env=toy total_frames=1000 warmup_frames=500 eval_every_frames=500 checkpoint_every_frames=500"),
         *TINY,
         tmp_path=tmp_path,
     )
@@ -41,17 +41,17 @@ def test_toy_end_to_end(tmp_path):
     assert f"run dir: {run_dir}" in proc.stdout and f"tensorboard --logdir {run_dir}" in proc.stdout
     tags = scalars(run_dir)
     assert set(tags) >= REQUIRED_TAGS, REQUIRED_TAGS - set(tags)
-    # x-axis is environment frames: eval at 1000 and 2000; every episode (50 steps) of 2000 frames logged
-    assert [e.step for e in tags["eval/return"]] == [1000, 2000]
-    assert len(tags["train/episode_return"]) == 2000 // 50
-    assert max(e.step for e in tags["loss/critic"]) == 2000
+    # x-axis is environment frames: eval at 500 and 1000; every episode (50 steps) of 1000 frames logged
+    assert [e.step for e in tags["eval/return"]] == [500, 1000]
+    assert len(tags["train/episode_return"]) == 1000 // 50
+    assert max(e.step for e in tags["loss/critic"]) == 1000
     for tag in ["loss/critic", "time/fps", "eval/return"]:  # no duplicate points at the end of training
         steps = [e.step for e in tags[tag]]
         assert len(steps) == len(set(steps)), (tag, steps)
     ckpt = load_ckpt(run_dir / "checkpoints" / "last.ckpt")
-    assert (run_dir / "checkpoints" / "frame_1000.ckpt").exists()
+    assert (run_dir / "checkpoints" / "frame_500.ckpt").exists()
     dm_state = ckpt["RLDataModule"]
-    assert dm_state["frames"] == 2000 and ckpt["updates"] == 1000  # utd 1 × (2000 − 1000 warm-up)
+    assert dm_state["frames"] == 1000 and ckpt["updates"] == 500  # utd 1 × (1000 − 500 warm-up)
 
 
 def test_hydra_multirun_ablation(tmp_path):

@@ -31,25 +31,30 @@ def random_batch(batch: int = BATCH, device="cpu") -> TensorDict:
     ).to(device)
 
 
-def bench_learner(actor: str, device="cpu", graphs: bool = False, overrides=()):
+def bench_learner(actor: str, device="cpu", graphs: bool = False, overrides=(), population: int = 1):
     """The learner as training builds it (:func:`algd.build.build_learner`, default config, ``env=PointButton``
-    for h) at PointButton1 sizes, on ``device``, stepping its own optimisers (usable outside a Trainer)."""
+    for h) at PointButton1 sizes, on ``device``, stepping its own optimisers (usable outside a Trainer);
+    ``population`` S: S learners in one (:mod:`algd.learner.population`)."""
     from algd import build
 
     cfg = build.compose(["env=PointButton", f"actor={actor}", *overrides])
     specs = {"obs_dim": OBS, "act_dim": ACT, "action_low": -torch.ones(ACT), "action_high": torch.ones(ACT)}
     precision, _ = build.resolve_precision(cfg.trainer.precision, device)  # (the default's, or trainer.precision=)
-    learner = build.build_learner(cfg, specs, build.build_env(cfg).info, build.Device(device, graphs, precision))
+    device_ = build.Device(device, graphs, precision)
+    learner = build.build_learner(cfg, specs, build.build_env(cfg).info, device_, population=population)
     return learner.to(device).standalone()
 
 
 def learner_updates_per_s(
-    actor: str, updates: int, repeats: int, wrap=None, device="cpu", graphs=False, overrides=()
+    actor: str, updates: int, repeats: int, wrap=None, device="cpu", graphs=False, overrides=(), population: int = 1
 ) -> float:
-    """Median updates/s; ``wrap(model)`` may return a context manager to run the updates in (e.g. autocast);
-    ``overrides``: config overrides of the learner (e.g. ``optim.fused=false``)."""
-    model = bench_learner(actor, device, graphs=graphs, overrides=overrides)
+    """Median updates/s (of the whole population: multiply by ``population`` for seed-updates/s); ``wrap(model)``
+    may return a context manager to run the updates in (e.g. autocast); ``overrides``: config overrides of the
+    learner (e.g. ``optim.fused=false``)."""
+    model = bench_learner(actor, device, graphs=graphs, overrides=overrides, population=population)
     batch = random_batch(device=device)
+    if population > 1:
+        batch = torch.stack([random_batch(device=device) for _ in range(population)])
     ctx = wrap(model) if wrap else contextlib.nullcontext
     with ctx():
         for _ in range(3):
