@@ -7,10 +7,10 @@ from functools import partial
 import pytest
 import torch
 import torch.nn.functional as F
-from tensordict import TensorDict
 
 from algd.actors.diffusion import DiffusionActor, DiffusionVEActor
 from algd.actors.gaussian import GaussianActor
+from algd.bench.learner import random_batch
 from algd.learner import perf
 from algd.learner.energy import AugmentedLagrangianEnergy
 from algd.learner.module import SafeActorCritic
@@ -141,21 +141,7 @@ def _model(actor, ensemble=4):
 
 
 def _batch(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return TensorDict(
-        {
-            "observation": torch.randn(B, OBS, generator=g),
-            "action": torch.rand(B, ACT, generator=g) * 2 - 1,
-            "next": {
-                "observation": torch.randn(B, OBS, generator=g),
-                "reward": torch.randn(B, 1, generator=g),
-                "cost": torch.rand(B, generator=g),
-                "terminated": torch.zeros(B, 1, dtype=torch.bool),
-                "done": torch.zeros(B, 1, dtype=torch.bool),
-            },
-        },
-        [B],
-    )
+    return random_batch(B, obs=OBS, act=ACT, generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.parametrize("act", ["relu", "silu"])

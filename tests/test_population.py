@@ -7,9 +7,9 @@ from contextlib import contextmanager
 
 import pytest
 import torch
-from tensordict import TensorDict
 
 from algd import build
+from algd.bench.learner import random_batch
 from algd.learner.population import member_views
 
 S, B, OBS, ACT = 3, 16, 6, 2
@@ -36,23 +36,8 @@ def learner(actor: str, extra: list[str], population: int, seed: int):
     return build.build_learner(cfg, specs, info, build.resolve_device(cfg), population=population).standalone()
 
 
-def batch(seed: int) -> TensorDict:
-    g = torch.Generator().manual_seed(seed)
-    return TensorDict(
-        {
-            "observation": torch.randn(B, OBS, generator=g),
-            "action": torch.rand(B, ACT, generator=g) * 2 - 1,
-            "next": {
-                "observation": torch.randn(B, OBS, generator=g),
-                "reward": torch.randn(B, 1, generator=g),
-                "cost": (torch.rand(B, generator=g) < 0.3).float(),
-                "terminated": torch.rand(B, 1, generator=g) < 0.1,
-                "done": torch.zeros(B, 1, dtype=torch.bool),
-                "goal_met": torch.rand(B, 1, generator=g) < 0.2,
-            },
-        },
-        [B],
-    )
+def batch(seed: int):
+    return random_batch(B, obs=OBS, act=ACT, generator=torch.Generator().manual_seed(seed), events=True)
 
 
 @contextmanager
@@ -129,8 +114,8 @@ def test_each_member_makes_the_single_learners_update(actor, extra):
     for s, single in enumerate(singles):
         served = iter(draws)
 
-        def serve(kind, shape, draw, _s=s):
-            want, value = next(served)
+        def serve(kind, shape, draw, _s=s, _served=served):
+            want, value = next(_served)
             assert want == kind, f"a {kind} draw where the population made a {want} draw"
             return member_draw(value, shape, _s)
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from algd import build
+from algd.bench.learner import random_batch
 from algd.errors import ConfigError
 from algd.launch.validate import validate
 
@@ -31,23 +32,7 @@ def learner(precision: str, actor: str = "diffusion", seed: int = 0):
 
 
 def batch():
-    from tensordict import TensorDict
-
-    g = torch.Generator().manual_seed(1)
-    return TensorDict(
-        {
-            "observation": torch.randn(BATCH, OBS, generator=g),
-            "action": torch.rand(BATCH, ACT, generator=g) * 2 - 1,
-            "next": {
-                "observation": torch.randn(BATCH, OBS, generator=g),
-                "reward": torch.randn(BATCH, 1, generator=g),
-                "cost": torch.rand(BATCH, generator=g),
-                "terminated": torch.zeros(BATCH, 1, dtype=torch.bool),
-                "done": torch.zeros(BATCH, 1, dtype=torch.bool),
-            },
-        },
-        [BATCH],
-    )
+    return random_batch(BATCH, obs=OBS, act=ACT, generator=torch.Generator().manual_seed(1))
 
 
 @pytest.mark.parametrize("actor", ["diffusion", "diffusion_ve", "gaussian"])

@@ -131,7 +131,7 @@ def test_acting_copy_is_refreshed_every_sync_every_frames():
 RAY = ["hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2", "+hydra.launcher.ray.init.include_dashboard=false"]
 
 
-@pytest.mark.slow  # a local Ray instance's start-up is most of its ~60 s; the joblib and submitit sweeps run in make test
+@pytest.mark.slow  # a local Ray instance's start-up is most of its ~60 s; joblib and submitit sweeps: make test
 def test_ray_sweep_completes_on_a_local_ray_instance(tmp_path):
     """Both jobs run in Ray worker processes with 1 torch thread each (trainer.threads defaults to the CPUs Ray
     reserves per job), write complete logs and status.json, and the sweep ends with algd's summary."""

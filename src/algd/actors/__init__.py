@@ -4,10 +4,10 @@
 - ``act(obs, deterministic)`` → env-scale action (no gradient);
 - ``target_action(obs)`` → (a', bonus): a stochastic next action for critic targets and the value added to
   min-Q' (−α·log π for an entropy-regularised actor, 0 otherwise);
-- ``loss(obs, energy_fn)`` → (loss, metrics): the actor's whole objective (0-dim; per learner [S] for a population), given ``energy_fn(obs, action)``
-  (per-sample energy, lower is better) built by the LightningModule from the critics, λ and the energy; ``action``
-  may carry leading sample axes ([..., B, act] at the B states ``obs``, energy [..., B, 1]), and several actions per
-  state are cheaper in one call than in several;
+- ``loss(obs, energy_fn)`` → (loss, metrics): the actor's whole objective (0-dim; per learner [S] for a
+  population), given ``energy_fn(obs, action)`` (per-sample energy, lower is better) built by the LightningModule
+  from the critics, λ and the energy; ``action`` may carry leading sample axes ([..., B, act] at the B states
+  ``obs``, energy [..., B, 1]), and several actions per state are cheaper in one call than in several;
 - ``policy()`` → a TensorDict module (``observation`` → ``action``) for collectors and evaluation that samples,
   or acts deterministically under TorchRL's deterministic exploration type.
 """

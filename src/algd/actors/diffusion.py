@@ -209,7 +209,7 @@ class DiffusionActor(_DiffusionBase):
         beta_min: float = 1e-4,
         beta_max: float = 0.02,
         guidance_weight: float = 0.05,
-        x0_clip: float | None = 3.0,
+        x0_clip: float | None = None,
         schedule: str = "exact",
         guidance_eps: float = 1e-6,
         eps_input: str = "action",

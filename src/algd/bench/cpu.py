@@ -14,6 +14,7 @@ from algd.bench.sac import minimal_sac_flops, minimal_sac_updates_per_s
 from algd.bench.timing import device_name, peak_matmul_gflops
 
 FORLOOP_ADAM = ["optim.fused=false"]  # torch's for-loop Adam instead of the fused kernel training uses on CPU
+POPULATIONS = (1, 2, 4, 8)  # S learners per process (seed-updates/s = S × population updates/s)
 
 
 def run_cpu(args) -> None:
@@ -53,6 +54,18 @@ def run_cpu(args) -> None:
         for p in ("32-true", "bf16-mixed"):
             result[f"ratio_ours_{p}_to_authors"] = ups[f"diffusion_{p}"] / ups["authors_ddpm"]
         result["ratio_ours_reference_preset_to_authors"] = ups["diffusion_algd_reference"] / ups["authors_ddpm"]
+    print("[bench] populations: S learners in one update ...", flush=True)
+    pop = result["population_seed_updates_per_s"] = {}
+    for _ in range(2):  # two interleaved rounds, the better median kept
+        for p in ("32-true", "bf16-mixed"):
+            for size in POPULATIONS:
+                rate = size * learner_updates_per_s(
+                    "diffusion", max(5, u // size), r, overrides=[f"trainer.precision={p}"], population=size
+                )
+                pop.setdefault(p, {})[size] = max(pop.get(p, {}).get(size, 0.0), rate)
+    result["population_per_seed_ratio"] = {
+        p: {size: rates[size] / rates[1] for size in POPULATIONS} for p, rates in pop.items()
+    }
     result["update_ms_breakdown"] = {
         name: update_breakdown(name, args.updates) for name in ["diffusion", "gaussian", "minimal_sac"]
     }

@@ -14,21 +14,24 @@ from algd.bench.timing import median_rate
 OBS, ACT, BATCH = 76, 2, 256  # PointButton1 sizes
 
 
-def random_batch(batch: int = BATCH, device="cpu") -> TensorDict:
-    return TensorDict(
-        {
-            "observation": torch.randn(batch, OBS),
-            "action": torch.rand(batch, ACT) * 2 - 1,
-            "next": {
-                "observation": torch.randn(batch, OBS),
-                "reward": torch.randn(batch, 1),
-                "cost": torch.rand(batch),
-                "terminated": torch.zeros(batch, 1, dtype=torch.bool),
-                "done": torch.zeros(batch, 1, dtype=torch.bool),
-            },
-        },
-        [batch],
-    ).to(device)
+def random_batch(
+    batch: int = BATCH, device="cpu", obs: int = OBS, act: int = ACT, generator=None, events: bool = False
+) -> TensorDict:
+    """Random replay transitions (PointButton1 sizes unless given), drawn from ``generator`` (default: the global
+    RNG). ``events``: 30 % of costs 1 (else 0), 10 % terminations and 20 % ``goal_met``; otherwise uniform costs, no
+    termination and no ``goal_met`` key."""
+    g = {"generator": generator}
+    nxt = {
+        "observation": torch.randn(batch, obs, **g),
+        "reward": torch.randn(batch, 1, **g),
+        "cost": (torch.rand(batch, **g) < 0.3).float() if events else torch.rand(batch, **g),
+        "terminated": torch.rand(batch, 1, **g) < 0.1 if events else torch.zeros(batch, 1, dtype=torch.bool),
+        "done": torch.zeros(batch, 1, dtype=torch.bool),
+    }
+    if events:
+        nxt["goal_met"] = torch.rand(batch, 1, **g) < 0.2
+    out = {"observation": torch.randn(batch, obs, **g), "action": torch.rand(batch, act, **g) * 2 - 1, "next": nxt}
+    return TensorDict(out, [batch]).to(device)
 
 
 def bench_learner(actor: str, device="cpu", graphs: bool = False, overrides=(), population: int = 1):

@@ -54,9 +54,15 @@ def print_cpu_report(result: dict) -> None:
     if "ratio_ours_to_authors" in result:
         print(
             f"  ours / the authors' DDPM update (same run): {result['ratio_ours_to_authors']:.2f}× with our defaults, "
-            f"{result['ratio_ours_32-true_to_authors']:.2f}× in 32-true, {result['ratio_ours_bf16-mixed_to_authors']:.2f}× "
-            f"in bf16-mixed, {result['ratio_ours_reference_preset_to_authors']:.2f}× under experiment=algd_reference"
+            f"{result['ratio_ours_32-true_to_authors']:.2f}× in 32-true, "
+            f"{result['ratio_ours_bf16-mixed_to_authors']:.2f}× in bf16-mixed, "
+            f"{result['ratio_ours_reference_preset_to_authors']:.2f}× under experiment=algd_reference"
         )
+    if "population_seed_updates_per_s" in result:
+        print("\npopulations (diffusion, S learners in one update): seed-updates/s (per-seed ratio to S = 1)")
+        for p, rates in result["population_seed_updates_per_s"].items():
+            ratios = result["population_per_seed_ratio"][p]
+            print(f"  {p:<11} " + "   ".join(f"S={s} {v:6.1f} ({ratios[s]:.2f}×)" for s, v in rates.items()))
     print("\nupdate breakdown (ms per update, profiled):")
     for name, phases in result["update_ms_breakdown"].items():
         print(f"  {name:<12} " + "  ".join(f"{k} {v:.1f}" for k, v in phases.items()))
