@@ -137,7 +137,8 @@ def train_fps(
             f"utd={utd}",
         ]
     )
-    device = build.Device(device, cuda_graphs=device == "cuda")
+    precision, _ = build.resolve_precision(cfg.trainer.precision, device)  # the default's, as training resolves it
+    device = build.Device(device, cuda_graphs=device == "cuda", precision=precision)
     factory = build.build_env(cfg)
     dm = build.build_data(cfg, factory, device)
     marks: dict[str, tuple[float, int, int]] = {}
