@@ -74,7 +74,7 @@ clean: ## Remove the venv, caches and build artefacts (keeps logs/)
 
 BENCH_ARGS ?=
 REF     ?=
-bench: $(STAMP) ## Benchmarks (~5 min): learner updates/s, phases, FLOPs, collection, training fps; REF=<authors' checkout>
+bench: $(STAMP) ## Benchmarks (~8 min): learner updates/s per precision and population size, phases, FLOPs, collection, rendering, training fps; REF=<authors' checkout>
 	@$(PY) -m algd.bench $(if $(REF),--ref "$(REF)") $(BENCH_ARGS)
 
 # Sweep presets (configs/ablation/<ABL>.yaml) run in parallel with the joblib launcher, seeds 0..SEEDS-1; each job
