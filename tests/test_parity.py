@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import patched_draws
 from tensordict import TensorDict
 
 from algd import build
@@ -93,29 +94,18 @@ def load_their_weights(model, weights: dict) -> None:
 def replayed_draws(fix: dict):
     """``torch.randn``/``randn_like``/``randint`` serve the reference's draws in order (a draw the reference made as
     [B, N, A] is served transposed when we ask for [N, B, A]); a request of another shape fails the test."""
-    normals, ints = iter(fix["normals"]), iter(fix["ints"])
-    real = {name: getattr(torch, name) for name in ("randn", "randn_like", "randint")}
+    streams = {"normal": iter(fix["normals"]), "int": iter(fix["ints"])}
 
-    def serve(stream, shape):
-        value = next(stream)
+    def serve(kind, shape, draw):
+        value = next(streams[kind])
         if tuple(value.shape) != tuple(shape) and value.dim() == 3 and tuple(value.transpose(0, 1).shape) == shape:
             value = value.transpose(0, 1)
         assert tuple(value.shape) == tuple(shape), f"draw of shape {tuple(shape)}, the reference drew {value.shape}"
         return value.clone()
 
-    def randn(*size, **kwargs):
-        shape = tuple(size[0]) if len(size) == 1 and not isinstance(size[0], int) else tuple(size)
-        return serve(normals, shape)
-
-    torch.randn = randn
-    torch.randn_like = lambda t, **kwargs: serve(normals, tuple(t.shape))
-    torch.randint = lambda *args, size=None, **kwargs: serve(ints, tuple(size if size is not None else args[-1]))
-    try:
+    with patched_draws(serve):
         yield
-        assert next(normals, None) is None and next(ints, None) is None, "the reference made more random draws"
-    finally:
-        for name, fn in real.items():
-            setattr(torch, name, fn)
+        assert all(next(stream, None) is None for stream in streams.values()), "the reference made more random draws"
 
 
 def batch_of(fix: dict) -> TensorDict:

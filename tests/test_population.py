@@ -3,10 +3,9 @@ alone. Member s of a population is given the weights of a single learner, the sa
 draws; after two updates (Adam moments and a Polyak step included) its losses, metrics, parameters and targets
 equal the single learner's to float32 rounding (the batched matmuls sum in another order)."""
 
-from contextlib import contextmanager
-
 import pytest
 import torch
+from conftest import patched_draws
 
 from algd import build
 from algd.bench.learner import random_batch
@@ -38,31 +37,6 @@ def learner(actor: str, extra: list[str], population: int, seed: int):
 
 def batch(seed: int):
     return random_batch(B, obs=OBS, act=ACT, generator=torch.Generator().manual_seed(seed), events=True)
-
-
-@contextmanager
-def patched_draws(serve):
-    """``torch.randn``/``randn_like``/``randint`` answered by ``serve(kind, shape, real_fn, args, kwargs)``."""
-    real = {name: getattr(torch, name) for name in ("randn", "randn_like", "randint")}
-
-    def randn(*size, **kwargs):
-        shape = tuple(size[0]) if len(size) == 1 and not isinstance(size[0], int) else tuple(size)
-        return serve("normal", shape, lambda: real["randn"](*size, **kwargs))
-
-    def randn_like(t, **kwargs):
-        return serve("normal", tuple(t.shape), lambda: real["randn_like"](t, **kwargs))
-
-    def randint(*args, size=None, **kwargs):
-        shape = tuple(size if size is not None else args[-1])
-        extra = {} if size is None else {"size": size}
-        return serve("int", shape, lambda: real["randint"](*args, **extra, **kwargs))
-
-    torch.randn, torch.randn_like, torch.randint = randn, randn_like, randint
-    try:
-        yield
-    finally:
-        for name, fn in real.items():
-            setattr(torch, name, fn)
 
 
 def member_draw(value: torch.Tensor, shape: tuple, s: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ from torch import nn
 
 from algd.actors import Actor
 from algd.learner.nets import EnsembleMLP, mlp, run_layers
-from algd.learner.population import batch_mean, per_row
+from algd.learner.population import batch_mean, learner_shape, per_row
 
 
 class GaussianActor(Actor):
@@ -38,8 +38,9 @@ class GaussianActor(Actor):
         else:  # one MLP per learner (EnsembleLinear layers): [S, B, obs] → [S, B, 2·act]
             self.net = EnsembleMLP(self.obs_dim, 2 * self.act_dim, hidden, members=self.population).net
         self.log_std_min, self.log_std_max = float(log_std_min), float(log_std_max)
-        shape = () if self.population == 1 else (self.population,)
-        self.log_alpha = nn.Parameter(torch.full(shape, math.log(init_alpha)), requires_grad=bool(autotune_alpha))
+        self.log_alpha = nn.Parameter(
+            torch.full(learner_shape(self.population), math.log(init_alpha)), requires_grad=bool(autotune_alpha)
+        )
         self.target_entropy = float(-self.act_dim if target_entropy is None else target_entropy)
 
     @property

@@ -34,17 +34,22 @@ def random_batch(
     return TensorDict(out, [batch]).to(device)
 
 
+def on_device(device: str, graphs: bool) -> list[str]:
+    """The trainer overrides that put a learner on ``device`` (cpu | cuda) with or without CUDA graphs; the precision
+    stays the config's (``build.resolve_device`` resolves all three, as training does)."""
+    return [f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}", f"trainer.cuda_graphs={graphs}"]
+
+
 def bench_learner(actor: str, device="cpu", graphs: bool = False, overrides=(), population: int = 1):
     """The learner as training builds it (:func:`algd.build.build_learner`, default config, ``env=PointButton``
     for h) at PointButton1 sizes, on ``device``, stepping its own optimisers (usable outside a Trainer);
     ``population`` S: S learners in one (:mod:`algd.learner.population`)."""
     from algd import build
 
-    cfg = build.compose(["env=PointButton", f"actor={actor}", *overrides])
+    cfg = build.compose(["env=PointButton", f"actor={actor}", *on_device(device, graphs), *overrides])
     specs = {"obs_dim": OBS, "act_dim": ACT, "action_low": -torch.ones(ACT), "action_high": torch.ones(ACT)}
-    precision, _ = build.resolve_precision(cfg.trainer.precision, device)  # (the default's, or trainer.precision=)
-    device_ = build.Device(device, graphs, precision)
-    learner = build.build_learner(cfg, specs, build.build_env(cfg).info, device_, population=population)
+    info = build.build_env(cfg).info
+    learner = build.build_learner(cfg, specs, info, build.resolve_device(cfg), population=population)
     return learner.to(device).standalone()
 
 
@@ -55,9 +60,10 @@ def learner_updates_per_s(
     may return a context manager to run the updates in (e.g. autocast); ``overrides``: config overrides of the
     learner (e.g. ``optim.fused=false``)."""
     model = bench_learner(actor, device, graphs=graphs, overrides=overrides, population=population)
-    batch = random_batch(device=device)
     if population > 1:
         batch = torch.stack([random_batch(device=device) for _ in range(population)])
+    else:
+        batch = random_batch(device=device)
     ctx = wrap(model) if wrap else contextlib.nullcontext
     with ctx():
         for _ in range(3):

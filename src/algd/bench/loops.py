@@ -127,6 +127,7 @@ def train_fps(
     import lightning as L
 
     from algd import build
+    from algd.bench.learner import on_device
 
     cfg = build.compose(
         [
@@ -135,10 +136,10 @@ def train_fps(
             f"total_frames={warmup + learn_frames}",
             f"warmup_frames={warmup}",
             f"utd={utd}",
+            *on_device(device, graphs=device == "cuda"),
         ]
     )
-    precision, _ = build.resolve_precision(cfg.trainer.precision, device)  # the default's, as training resolves it
-    device = build.Device(device, cuda_graphs=device == "cuda", precision=precision)
+    device = build.resolve_device(cfg)
     factory = build.build_env(cfg)
     dm = build.build_data(cfg, factory, device)
     marks: dict[str, tuple[float, int, int]] = {}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from algd.learner.population import batch_mean
+
 
 def risk_adjusted(qc: torch.Tensor, k: float) -> torch.Tensor:
     """Q̂c = mean_e Qc_e + k·std_e Qc_e over the ensemble axis 0 (std := 0 for a single member)."""
@@ -31,4 +33,4 @@ def gap(qc: torch.Tensor, k: float, h: float) -> torch.Tensor:
 
 def violation(g: torch.Tensor) -> torch.Tensor:
     """mean[g]₊ over the batch (per learner of a population), the logged ``lagrange/violation``."""
-    return g.clamp(min=0).mean((-2, -1))
+    return batch_mean(g.clamp(min=0))

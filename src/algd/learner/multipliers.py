@@ -13,11 +13,7 @@ import math
 import torch
 from torch import nn
 
-from algd.learner.population import batch_mean, per_row
-
-
-def _shape(population: int) -> tuple[int, ...]:
-    return () if int(population) == 1 else (int(population),)
+from algd.learner.population import batch_mean, learner_shape, per_row
 
 
 class LogAdamMultiplier(nn.Module):
@@ -27,7 +23,7 @@ class LogAdamMultiplier(nn.Module):
         super().__init__()
         if init_lambda <= 0:
             raise ValueError(f"multiplier.init_lambda must be > 0 for a log-parameterised λ, got {init_lambda}")
-        self.log_lambda = nn.Parameter(torch.full(_shape(population), math.log(init_lambda)))
+        self.log_lambda = nn.Parameter(torch.full(learner_shape(population), math.log(init_lambda)))
 
     @property
     def lam(self) -> torch.Tensor:
@@ -52,7 +48,7 @@ class _StateMultiplier(nn.Module):
         super().__init__()
         if init_lambda < 0:
             raise ValueError(f"multiplier.init_lambda must be >= 0, got {init_lambda}")
-        self.register_buffer("_lam", torch.full(_shape(population), float(init_lambda)))
+        self.register_buffer("_lam", torch.full(learner_shape(population), float(init_lambda)))
 
     @property
     def lam(self) -> torch.Tensor:
@@ -87,8 +83,8 @@ class PIDMultiplier(_StateMultiplier):
         if min(kp, ki, kd) < 0:
             raise ValueError(f"multiplier gains must be >= 0, got kp={kp}, ki={ki}, kd={kd}")
         self.kp, self.ki, self.kd = float(kp), float(ki), float(kd)
-        self.register_buffer("integral", torch.full(_shape(population), float(init_lambda)))
-        self.register_buffer("prev_error", torch.zeros(_shape(population)))
+        self.register_buffer("integral", torch.full(learner_shape(population), float(init_lambda)))
+        self.register_buffer("prev_error", torch.zeros(learner_shape(population)))
 
     def update(self, g: torch.Tensor, optimizer=None) -> torch.Tensor:
         error = batch_mean(g.detach())

@@ -18,6 +18,11 @@ def batch_mean(x: torch.Tensor) -> torch.Tensor:
     return x.mean((-2, -1))
 
 
+def learner_shape(population: int) -> tuple[int, ...]:
+    """The shape of a per-learner scalar: () for one learner, (S,) for a population."""
+    return () if int(population) == 1 else (int(population),)
+
+
 def per_row(value: torch.Tensor) -> torch.Tensor:
     """A per-learner value (0-dim, or [S]) shaped to broadcast over the learners' batches [..., S, B, k]."""
     return value.view(-1, 1, 1) if value.dim() else value
