@@ -77,26 +77,30 @@ REF     ?=
 bench: $(STAMP) ## Benchmarks (~8 min): learner updates/s per precision and population size, phases, FLOPs, collection, rendering, training fps; REF=<authors' checkout>
 	@$(PY) -m algd.bench $(if $(REF),--ref "$(REF)") $(BENCH_ARGS)
 
-# Sweep presets (configs/ablation/<ABL>.yaml) run in parallel with the joblib launcher, seeds 0..SEEDS-1; each job
-# gets trainer.threads = cores ÷ JOBS unless ARGS sets it.
+# Sweep presets (configs/ablation/<ABL>.yaml) run in parallel with the joblib launcher; each job trains seeds
+# 0..SEEDS-1 as one population (seeds=[0,...], one process, a run directory seed<s>/ per member) and gets
+# trainer.threads = cores ÷ JOBS unless ARGS sets it.
 ABL     ?=
 SEEDS   ?= 3
 JOBS    ?= $(shell nproc 2>/dev/null || echo 1)
+comma   := ,
+seed_list = [$(shell seq -s'$(comma)' 0 $$(($(1) - 1)))]
 SWEEP_CMD = $(PY) -m algd.train -m hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)
 ablate: $(STAMP) ## Sweep preset: make ablate ABL=<actor|energy|rho|ensemble|mc_samples|baselines> ENV=<task> SEEDS=<n>
-	@$(SWEEP_CMD) ablation=$(ABL) env=$(ENV) "seed=range(0,$(SEEDS))" $(ARGS)
+	@$(SWEEP_CMD) ablation=$(ABL) env=$(ENV) "seeds=$(call seed_list,$(SEEDS))" $(ARGS)
 
 SWEEP   ?=
 OUT     ?=
 report: $(STAMP) ## Plots and table of a sweep across seeds: make report SWEEP=<sweep dir> [OUT=<dir>] (default <sweep>/report)
 	@$(PY) -m algd.report $(SWEEP) $(if $(OUT),--out $(OUT))
 
-# The claim check: augmented vs plain Lagrangian energy with the diffusion actor on env=toy, CLAIM_SEEDS seeds each,
-# sized for <= 20 min on 2 CPU cores (2 jobs at a time, 1 thread each); the report is written even if a job failed.
+# The claim check: augmented vs plain Lagrangian energy with the diffusion actor on env=toy, CLAIM_SEEDS seeds each
+# (one population per energy), sized for <= 20 min on 2 CPU cores (2 jobs at a time, 1 thread each); the report is
+# written even if a job failed.
 CLAIM_SEEDS ?= 5
 CLAIM_ARGS  ?= total_frames=2000 warmup_frames=500 utd=1 eval_every_frames=250 eval_episodes=5 log_every_frames=250
 CLAIM_DIR   := $(LOGDIR)/claim/$(shell date +%Y-%m-%d_%H-%M-%S)
 claim: $(STAMP) ## Claim check (<= 20 min on 2 cores): augmented vs plain Lagrangian energy, toy task, 5 seeds, + report
-	@$(SWEEP_CMD) ablation=energy env=toy actor=diffusion "seed=range(0,$(CLAIM_SEEDS))" \
+	@$(SWEEP_CMD) ablation=energy env=toy actor=diffusion "seeds=$(call seed_list,$(CLAIM_SEEDS))" \
 		hydra.sweep.dir=$(CLAIM_DIR) $(CLAIM_ARGS) $(ARGS); rc=$$?; \
 		$(PY) -m algd.report $(CLAIM_DIR) && exit $$rc

@@ -56,15 +56,15 @@ def test_bad_ablation_name_lists_valid_ones(tmp_path):
 
 @pytest.fixture(scope="module")
 def energy_sweep(tmp_path_factory):
-    """make ablate ABL=energy ENV=toy SEEDS=2, on a tiny budget."""
+    """make ablate ABL=energy ENV=toy SEEDS=2, on a tiny budget: two jobs, each a population of seeds 0 and 1."""
     tmp = tmp_path_factory.mktemp("ablate")
     proc = run_train(
-        *overrides("-m ablation=energy env=toy seed=range(0,2) hydra/launcher=joblib hydra.launcher.n_jobs=2"),
+        *overrides("-m ablation=energy env=toy seeds=[0,1] hydra/launcher=joblib hydra.launcher.n_jobs=2"),
         *TINY,
         tmp_path=tmp,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "4 of 4 jobs completed, 0 failed" in proc.stdout
+    assert "2 of 2 jobs completed, 0 failed" in proc.stdout and "(mean of 2 seeds:" in proc.stdout
     (sweep,) = (tmp / "ablations" / "energy" / "toy").iterdir()
     return sweep
 
@@ -78,9 +78,10 @@ def _config_rows(md: str) -> list[list[str]]:
 
 def test_ablate_then_report_writes_plots_and_table(energy_sweep):
     names = sorted(p.name for p in energy_sweep.iterdir() if p.is_dir())
-    assert len(names) == 4 and all(
-        ("energy=augmented" in n or "energy=lagrangian" in n) and "seed=" in n for n in names
+    assert len(names) == 2 and all(
+        ("energy=augmented" in n or "energy=lagrangian" in n) and "seeds=" in n for n in names
     )
+    assert all((energy_sweep / n / f"seed{s}" / "tb").is_dir() for n in names for s in (0, 1))  # member runs
     proc = subprocess.run(
         [sys.executable, "-m", "algd.report", str(energy_sweep)], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
@@ -95,8 +96,8 @@ def test_ablate_then_report_writes_plots_and_table(energy_sweep):
 def test_report_of_partial_sweep_skips_failed_and_keeps_unfinished_runs(energy_sweep, tmp_path):
     sweep = tmp_path / "sweep"
     shutil.copytree(energy_sweep, sweep, ignore=shutil.ignore_patterns("report"))
-    runs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    failed = next(p for p in runs if "energy=lagrangian" in p.name and "seed=1" in p.name)
+    runs = sorted(p / f"seed{s}" for p in sweep.iterdir() if p.is_dir() for s in (0, 1))  # the populations' members
+    failed = next(p for p in runs if "energy=lagrangian" in p.parent.name and p.name == "seed1")
     status = json.loads((failed / "status.json").read_text())
     (failed / "status.json").write_text(json.dumps({**status, "status": "failed", "error": "non-finite loss/actor"}))
     (runs[0] / "status.json").unlink()  # a job still running (or killed)

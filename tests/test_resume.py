@@ -229,6 +229,11 @@ BAD_INPUTS = [
     (["resume=/no/such/run"], "resume=/no/such/run: no such run directory or checkpoint file"),
     (["resume={corrupt}"], "cannot read checkpoint {corrupt}/checkpoints/last.ckpt"),
     (["env=PointButton", "resume={corrupt}"], "the run was trained with env=toy; env=PointButton would not fit"),
+    (["seeds=[0,1]", "resume={corrupt}"], "the run was trained with seeds=null; seeds=[0,1] would not fit"),
+    (["seeds=[0,0]"], "invalid seeds=[0, 0]: must be null or a list of at least two distinct integers >= 0"),
+    (["seeds=3"], "invalid seeds=3: must be null or a list of at least two distinct integers >= 0"),
+    (["seeds=[0,1]", "collector=multi"], "invalid collector=multi with seeds=[0, 1]: a population steps its envs"),
+    (["seeds=[0,1]", "grad_clip=1.0"], "invalid grad_clip=1.0 with seeds=[0, 1]: a population has no gradient-norm"),
 ]
 if not torch.cuda.is_available():
     BAD_INPUTS.append((["trainer.accelerator=gpu"], "invalid trainer.accelerator=gpu: no CUDA device is visible"))
@@ -285,7 +290,11 @@ def uninterrupted(tmp_path_factory) -> dict:
     return {"ckpt": ckpt(run_dir), "scalars": scalars(run_dir)}
 
 
-@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT", "SIGUSR1"])
+# One handler serves the three signals: SIGTERM in `make test`, the other two with the slow tests.
+SIGNALS = ["SIGTERM", pytest.param("SIGINT", marks=pytest.mark.slow), pytest.param("SIGUSR1", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("sig", SIGNALS)
 def test_signal_saves_the_frame_reached_and_the_run_resumes(tmp_path, sig, uninterrupted):
     """A signal mid-run (mid-episode): the update in progress finishes, ``last.ckpt`` holds the frame reached (past
     the periodic checkpoint), status.json says interrupted, the last stderr line gives the resume command, the exit

@@ -120,8 +120,12 @@ def build_components(cfg, device: Device, population: int = 1) -> dict:
     return parts
 
 
-def build_data(cfg, factory, device: Device):
-    """The DataModule (``data/``): env, collector, replay buffer on the learner's device."""
+def build_data(cfg, factory, device: Device, seeds: list[int] | None = None):
+    """The DataModule (``data/``): env, collector, replay buffer on the learner's device; given ``seeds``, a
+    population's (:class:`algd.data.population.PopulationDataModule`: one env per seed)."""
+    if seeds:
+        target = "algd.data.population.PopulationDataModule"
+        return instantiate(cfg.data, env_factory=factory, device=device.name, _target_=target, seeds=list(seeds))
     return instantiate(cfg.data, env_factory=factory, device=device.name)
 
 

@@ -39,6 +39,7 @@ class ActionScaler(nn.Module):
 
 class _Policy(TensorDictModuleBase):
     """``observation`` → ``action`` without gradient; deterministic under TorchRL's deterministic exploration types.
+    A population's actor (S learners) acts on S envs stepped together: observation [S, obs] → action [S, act].
 
     Written directly on the TensorDict (not as a ``TensorDictModule``, which converts every output with
     ``TensorDict.from_any``, an import-system lookup per call): the collector calls it once per env step."""
@@ -55,9 +56,11 @@ class _Policy(TensorDictModuleBase):
             ExplorationType.MODE,
             ExplorationType.MEAN,
         )
+        obs = tensordict.get("observation")
+        population = self.actor.population > 1  # S envs stepped together, one state each: [S, obs] → [S, 1, obs]
         with torch.no_grad():
-            action = self.actor.act(tensordict.get("observation"), deterministic=deterministic)
-        tensordict.set("action", action)
+            action = self.actor.act(obs.unsqueeze(-2) if population else obs, deterministic=deterministic)
+        tensordict.set("action", action.squeeze(-2) if population else action)
         return tensordict
 
 

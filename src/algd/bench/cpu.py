@@ -17,6 +17,7 @@ from algd.schema import PRECISIONS
 FORLOOP_ADAM = ["optim.fused=false"]  # torch's for-loop Adam instead of the fused kernel training uses on CPU
 TIMED_PRECISIONS = PRECISIONS[:2]  # 32-true, bf16-mixed (auto picks one of them)
 POPULATIONS = (1, 2, 4, 8)  # S learners per process (seed-updates/s = S × population updates/s)
+LOOP_POPULATION = 4  # the whole training loop of a population of 4 beside the single run's
 
 
 def run_cpu(args) -> None:
@@ -108,5 +109,12 @@ def run_cpu(args) -> None:
     loops = {name: train_fps(name) for name in ["diffusion", "gaussian"]}
     result["train_fps"] = {name: loop["fps"] for name, loop in loops.items()}
     result["train_updates_per_s"] = {name: loop["updates_per_s"] for name, loop in loops.items()}
+    print(f"[bench] training loop of a population (seeds=[0..{LOOP_POPULATION - 1}]) on PointButton1 ...", flush=True)
+    loop = train_fps("diffusion", seeds=LOOP_POPULATION)
+    result["train_population"] = {
+        "seeds": LOOP_POPULATION,
+        "seed_updates_per_s": loop["seed_updates_per_s"],
+        "per_seed_ratio": loop["seed_updates_per_s"] / loops["diffusion"]["updates_per_s"],
+    }
     print_cpu_report(result)
     write_result(result, args.out or "logs/bench/bench.json")

@@ -39,5 +39,9 @@ def run_gpu(args) -> None:
         for name in ["diffusion", "gaussian"]
         for device in ["cuda", "cpu"]
     }
+    print("[bench] training loop of populations on PointButton1 (UTD 10, the GPU) ...", flush=True)
+    result["train_population_cuda"] = {
+        seeds: train_fps("diffusion", device="cuda", seeds=seeds, learn_frames=100) for seeds in (1, 8)
+    }
     print_gpu_report(result)
     write_result(result, args.out or "logs/bench/bench_cuda.json")

@@ -120,10 +120,12 @@ def train_fps(
     utd: float = 10.0,
     env: str = "PointButton1",
     device: str = "cpu",
+    seeds: int = 1,
 ) -> dict[str, float]:
     """Frames/s and updates/s of the real training loop (DataModule, Lightning Trainer, UTD 10) on PointButton1
     (paper protocol) or the toy env, learner and replay on ``device``, timed from the first learning frame to the
-    end; no logger, evaluation or checkpoints."""
+    end; no logger, evaluation or checkpoints. ``seeds`` S > 1: a population of S (``seeds=[0..S-1]``); frames/s
+    and updates/s are per member, ``seed_updates_per_s`` is S × updates/s."""
     import lightning as L
 
     from algd import build
@@ -141,7 +143,8 @@ def train_fps(
     )
     device = build.resolve_device(cfg)
     factory = build.build_env(cfg)
-    dm = build.build_data(cfg, factory, device)
+    members = list(range(seeds)) if seeds > 1 else None
+    dm = build.build_data(cfg, factory, device, members)
     marks: dict[str, tuple[float, int, int]] = {}
 
     class Timer(L.Callback):
@@ -157,7 +160,7 @@ def train_fps(
     try:
         for logger in quiet:  # Lightning's and TorchRL's one-off notices
             logger.setLevel(logging.WARNING)
-        model = build.build_learner(cfg, dm.specs(), factory.info, device)
+        model = build.build_learner(cfg, dm.specs(), factory.info, device, population=seeds)
         dm.set_policy(model.actor)
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -169,7 +172,8 @@ def train_fps(
             logger.setLevel(level)
     (t0, _, u0), (t1, _, u1) = marks["start"], marks["end"]
     # Each learning frame costs one env step plus ``utd`` updates: frames/s = (updates/s) / utd.
-    return {"fps": (u1 - u0) / utd / (t1 - t0), "updates_per_s": (u1 - u0) / (t1 - t0)}
+    rate = (u1 - u0) / (t1 - t0)
+    return {"fps": rate / utd, "updates_per_s": rate, "seed_updates_per_s": seeds * rate}
 
 
 def render_fps(frames: int, repeats: int, size: int = 128) -> dict[str, float]:

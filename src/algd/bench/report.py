@@ -97,6 +97,12 @@ def print_cpu_report(result: dict) -> None:
     for name, fps in result["train_fps"].items():
         inside = result["train_updates_per_s"][name]
         print(f"  {name:<12} {fps:6.2f} frames/s  ({inside:.1f} updates/s inside Lightning)")
+    if "train_population" in result:
+        pop = result["train_population"]
+        print(
+            f"  diffusion, seeds=[0..{pop['seeds'] - 1}]: {pop['seed_updates_per_s']:.1f} seed-updates/s "
+            f"({pop['per_seed_ratio']:.2f}x the single run's per seed)"
+        )
 
 
 def print_gpu_report(result: dict) -> None:
@@ -111,3 +117,9 @@ def print_gpu_report(result: dict) -> None:
     print("\ntraining loop, toy env, UTD 10:")
     for key, loop in result["train_toy"].items():
         print(f"  {key:<16} {loop['fps']:7.2f} frames/s  {loop['updates_per_s']:7.1f} updates/s")
+    print("\ntraining loop, PointButton1, UTD 10, diffusion on the GPU (goals: 600 updates/s at S = 1, 3000 at S = 8):")
+    for seeds, loop in result.get("train_population_cuda", {}).items():
+        print(
+            f"  S = {seeds:<3} {loop['seed_updates_per_s']:8.1f} seed-updates/s  "
+            f"({loop['fps']:.2f} frames/s per member)"
+        )

@@ -14,26 +14,44 @@ import torch
 from tqdm.auto import tqdm
 
 from algd.callbacks.frames import EveryFrames, log_finished_episodes, tb_writer
+from algd.callbacks.population import member_trainers, population_of
 from algd.errors import CheckpointError, SaveFailed
 from algd.learner.module import NonFiniteLossError
+
+# Where Lightning puts the DataModule's state: under its class name (a population's is PopulationDataModule).
+DATA_KEYS = ("RLDataModule", "PopulationDataModule")
+
+
+def data_state(ckpt: dict) -> dict:
+    """The DataModule's state in a loaded checkpoint."""
+    return next(ckpt[key] for key in DATA_KEYS if key in ckpt)
 
 
 def checkpoint_frames(ckpt: dict) -> int:
     """The environment frame a loaded checkpoint was taken at."""
-    return int(ckpt["RLDataModule"]["frames"])
+    return int(data_state(ckpt)["frames"])
 
 
 def atomic_save_checkpoint(trainer: L.Trainer, path: Path, with_replay: bool = False) -> None:
     """Write to a temporary file in the same folder, then rename: a kill mid-save never corrupts ``path``.
     ``with_replay`` adds the replay buffer contents (what a resume needs besides the weights)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+
+    def write(tmp: Path) -> None:
         if with_replay:
             with trainer.datamodule.replay_in_checkpoint():
                 trainer.save_checkpoint(tmp, weights_only=False)
         else:
             trainer.save_checkpoint(tmp, weights_only=False)
+
+    atomic_write(path, write)
+
+
+def atomic_write(path: Path, write) -> None:
+    """``write(tmp)`` into a temporary file beside ``path``, then rename it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -51,7 +69,8 @@ def load_checkpoint(path: Path) -> dict:
             f"cannot read checkpoint {path}: {type(err).__name__}: {str(err).splitlines()[0]} "
             f"(file truncated or corrupt? periodic copies are in {path.parent})"
         ) from None
-    missing = [k for k in ("state_dict", "optimizer_states", "RLDataModule") if k not in ckpt]
+    missing = [k for k in ("state_dict", "optimizer_states") if k not in ckpt]
+    missing += [] if any(k in ckpt for k in DATA_KEYS) else ["RLDataModule"]
     if missing:
         raise CheckpointError(f"{path} is not an algd training checkpoint (missing {', '.join(missing)})")
     return ckpt
@@ -85,7 +104,7 @@ def restore_checkpoint(ckpt: dict, trainer: L.Trainer, pl_module, path: Path) ->
         opt.load_state_dict(state)
         for group, h in zip(opt.param_groups, hyper):
             group.update(h)
-    trainer.datamodule.load_state_dict(ckpt["RLDataModule"])
+    trainer.datamodule.load_state_dict(data_state(ckpt))
 
 
 class Resume(L.Callback):
@@ -98,9 +117,11 @@ class Resume(L.Callback):
     def on_train_start(self, trainer, pl_module):
         restore_checkpoint(self.ckpt, trainer, pl_module, self.path)
         dm = trainer.datamodule
+        members = range(pl_module.population) if pl_module.population > 1 else [None]
+        lam = ", ".join(f"{pl_module.lagrange_multiplier(m):.6g}" for m in members)
         tqdm.write(
             f"[algd] resumed from {self.path} at frame {dm.frames}: {pl_module.updates} updates, replay "
-            f"buffer {dm.replay_size} transitions, lambda {pl_module.lagrange_multiplier():.6g}"
+            f"buffer {dm.replay_size} transitions{' per member' if pl_module.population > 1 else ''}, lambda {lam}"
         )
         self.ckpt = None
         dm.restore_rng()
@@ -130,8 +151,12 @@ class Checkpointer(EveryFrames):
         return self.dirpath / "last.ckpt"
 
     def _save(self, trainer, path: Path, with_replay: bool = False) -> None:
+        population = population_of(trainer)
         try:
             atomic_save_checkpoint(trainer, path, with_replay=with_replay)
+            # a population's members: weights-only checkpoints of their own, as their single runs would have
+            for member_path, ckpt in population.member_checkpoints(trainer, path.name) if population else ():
+                atomic_write(member_path, lambda tmp, ckpt=ckpt: torch.save(ckpt, tmp))
         except OSError as err:
             cause = f"{err.strerror or err}" + (
                 f" (errno {errno.errorcode.get(err.errno, err.errno)})" if err.errno else ""
@@ -150,10 +175,11 @@ class Checkpointer(EveryFrames):
     def save_last(self, trainer) -> None:
         # Everything logged up to this frame reaches the disk first: a resumed run purges TensorBoard points
         # after the checkpoint's frame and re-logs from there, so the curves continue without gaps or duplicates.
-        log_finished_episodes(trainer)
-        writer = tb_writer(trainer)
-        if writer is not None:
-            writer.flush()
+        for run in member_trainers(trainer):  # the run, or each member of a population
+            log_finished_episodes(run)
+            writer = tb_writer(run)
+            if writer is not None:
+                writer.flush()
         self._save(trainer, self.last, with_replay=True)
         self.saved_frame, self._saved_at = trainer.datamodule.frames, time.monotonic()
 

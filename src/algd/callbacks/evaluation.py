@@ -63,6 +63,8 @@ class Evaluator(EveryFrames):
     evaluation sees the same episodes, and evaluating never changes the training run's random stream (so a run
     that evaluates at other frames, or a resumed one, trains identically)."""
 
+    per_member = True  # a population runs one per member (algd.callbacks.population)
+
     def __init__(self, every_frames: int, episodes: int = 5):
         super().__init__(every_frames)
         self.episodes = int(episodes)
@@ -70,6 +72,7 @@ class Evaluator(EveryFrames):
         self.env = None
         self.actor = None  # a CPU copy of the learner's actor, refreshed before each evaluation
         self.last: dict[str, float] = {}
+        self.label = ""  # a population member's: " seed <s>" (printed with each evaluation)
 
     def setup(self, trainer, pl_module, stage):
         self.env_factory, self.seed = trainer.datamodule.env_factory, trainer.datamodule.seed
@@ -95,7 +98,8 @@ class Evaluator(EveryFrames):
             )
         log_scalars(trainer, self.last, frames)
         tqdm.write(
-            f"[eval] frames {frames}: return {self.last['eval/return']:.2f} ± {self.last['eval/return_std']:.2f}"
+            f"[eval{self.label}] frames {frames}: return {self.last['eval/return']:.2f} "
+            f"± {self.last['eval/return_std']:.2f}"
             f"  cost {self.last['eval/cost']:.2f} ± {self.last['eval/cost_std']:.2f}"
             f"  (limit {self.info.cost_limit:g}{' discounted' if self.info.eval_cost_discount else ''}, "
             f"{self.episodes} episodes)"

@@ -61,6 +61,8 @@ class EveryFrames(L.Callback):
 class FrameLogger(EveryFrames):
     """Writes the learner's mean losses, λ diagnostics, finished training episodes and timings every N frames."""
 
+    per_member = True  # a population runs one per member (algd.callbacks.population)
+
     def __init__(self, every_frames: int = 1000):
         super().__init__(every_frames)
         self._t = self._frames = self._updates = None

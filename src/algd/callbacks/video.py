@@ -89,6 +89,8 @@ class VideoRecorder(EveryFrames):
     TensorBoard as ``eval/video`` at ``fps``. When videos cannot be made (no renderer, no moviepy 1.x) it prints one
     warning naming the cause and the fix, and training goes on without videos."""
 
+    per_member = True  # a population runs one per member (algd.callbacks.population)
+
     TAG = "eval/video"
 
     def __init__(

@@ -31,13 +31,11 @@ import torch
 from tensordict import TensorDictBase
 from torchrl.collectors import Collector
 from torchrl.envs import EnvBase
-from tqdm.auto import tqdm
 
 from algd import checks, schema
 from algd.actors import acting_copy, load_weights_
 from algd.data.collectors import env_specs, make_collector
-from algd.data.episodes import EpisodeTracker
-from algd.data.replay import TRANSITION_KEYS, buffer_state, load_buffer_state, make_buffer, transitions
+from algd.data.stream import Stream
 from algd.rng import rng_states, set_rng_states
 
 
@@ -71,21 +69,29 @@ class RLDataModule(L.LightningDataModule):
         self.utd, self.batch_size, self.frames_per_batch = float(utd), int(batch_size), int(frames_per_batch)
         self.buffer_capacity = int(buffer_capacity)
         self.frames = 0
-        self.episodes = EpisodeTracker()
         self.collect_seconds = 0.0
-        self.collected_cost = 0.0  # sum of ("next", "cost") over every frame counted
         self.env: EnvBase | None = None
         self.collector: Collector | None = None
-        self.buffer = make_buffer(self.buffer_capacity, self.batch_size, self.device)
+        self.streams = self._streams()
         self._actor: torch.nn.Module | None = None  # the learner's actor (any device)
         self._acting: torch.nn.Module | None = None  # the collector's CPU copy of it
         self._synced_at: int | None = None  # frame count at the latest refresh of the acting copy
         self.syncs = 0
         self._replay_in_checkpoint = False
-        self._episode: list[torch.Tensor] = []  # actions of the unfinished training episode (one worker)
-        self._last_obs: torch.Tensor | None = None  # the latest observation the collector saw
-        self._resume_env: tuple | None = None  # (env RNG, actions, observation) replayed by a resumed run's env
-        self._replay_keys: list | None = None  # the restored buffer's keys
+
+    def _streams(self) -> list[Stream]:
+        # a resume replays the unfinished episode of one env exactly; collector workers each start a new one
+        return [Stream(self.buffer_capacity, self.batch_size, self.device, exact=self.workers == 1)]
+
+    @property
+    def buffer(self):
+        """The replay buffer."""
+        return self.streams[0].buffer
+
+    @property
+    def collected_cost(self) -> float:
+        """Sum of ``("next", "cost")`` over every frame counted."""
+        return self.streams[0].collected_cost
 
     # ------------------------------------------------------------------------------------------------ env specs
     def build_env(self) -> EnvBase:
@@ -109,15 +115,22 @@ class RLDataModule(L.LightningDataModule):
 
     @property
     def replay_size(self) -> int:
-        return len(self.buffer)
+        """Transitions in the replay buffer (of each member, for a population)."""
+        return min(len(stream) for stream in self.streams)
 
-    def pop_finished_episodes(self) -> list[tuple[float, float, int, int]]:
-        """Training episodes finished since the last call: (return, cost, length, frame at which it ended)."""
-        return self.episodes.pop_new()
+    def pop_finished_episodes(self, member: int = 0) -> list[tuple[float, float, int, int]]:
+        """Training episodes finished since the last call (of a population's ``member``): (return, cost, length,
+        frame at which it ended)."""
+        return self.streams[member].episodes.pop_new()
 
-    def recent_episodes(self) -> tuple[float, float] | None:
-        """Mean return and cost of the last few finished training episodes (None before the first)."""
-        return self.episodes.recent()
+    def recent_episodes(self, member: int | None = None) -> tuple[float, float] | None:
+        """Mean return and cost of the last few finished training episodes (None before the first); of a
+        population's ``member``, or averaged over its members."""
+        recent = [s.episodes.recent() for s in (self.streams if member is None else [self.streams[member]])]
+        recent = [r for r in recent if r is not None]
+        if not recent:
+            return None
+        return sum(r[0] for r in recent) / len(recent), sum(r[1] for r in recent) / len(recent)
 
     def _refresh_policy(self) -> None:
         """Copy the learner's actor weights into the acting copy when ``sync_every_frames`` frames have passed since
@@ -136,29 +149,30 @@ class RLDataModule(L.LightningDataModule):
         if self.collector is None:
             if self._acting is None:
                 raise RuntimeError("RLDataModule.set_policy(actor) must be called before training")
-            env = self.build_env()
-            if self._resume_env is not None:  # the collector's first reset replays the interrupted episode
-                env.resume_episode(*self._resume_env)
-                self._resume_env = None
+            for stream, env in zip(self.streams, self._stream_envs()):
+                stream.resume(env)  # the collector's first reset replays the interrupted episode
             # The Collector runs the policy once while it is built (to learn its outputs); a forked RNG keeps that
             # draw out of the training stream, so a collector built by a resumed run changes no random number.
             with torch.random.fork_rng(devices=[]):
-                envs = (
-                    env
-                    if self.workers == 1
-                    else [partial(self.env_factory, self.seed + i) for i in range(self.workers)]
-                )
-                self.collector = make_collector(envs, self._acting.policy(), self.frames_per_batch, self.overlap)
-            if env.replay_error:
-                tqdm.write(
-                    f"[algd] warning: the env did not replay the interrupted episode exactly (max |Δ observation| "
-                    f"{env.replay_error:.3g}); the run continues from the replayed state"
-                )
+                frames = self.frames_per_batch * len(self.streams)
+                self.collector = make_collector(self._collected(), self._acting.policy(), frames, self.overlap)
+            for env in self._stream_envs():
+                Stream.warn_replay(env)
         return self.collector
+
+    def _stream_envs(self) -> list[EnvBase]:
+        """The env each stream follows (the collector workers' envs are not this process's)."""
+        return [self.build_env()]
+
+    def _collected(self):
+        """What the collector steps: the env, or one constructor per worker process."""
+        if self.workers == 1:
+            return self.build_env()
+        return [partial(self.env_factory, self.seed + i) for i in range(self.workers)]
 
     def due_updates(self, updates: int) -> int:
         """Updates owed to the frames collected so far, ``updates`` being done (0 until the buffer holds a batch)."""
-        if len(self.buffer) < self.batch_size:
+        if self.replay_size < self.batch_size:
             return 0
         return int(self.utd * max(0, self.frames - self.warmup_frames)) - updates
 
@@ -171,42 +185,29 @@ class RLDataModule(L.LightningDataModule):
         while True:
             while self.due_updates(done()) > 0:
                 served += 1
-                yield self.buffer.sample()
+                yield self.sample()
             if self.frames >= self.total_frames:
                 return
             t0 = time.perf_counter()
             self._refresh_policy()
             if iterator is None:
                 iterator = iter(self._collector())
-            data = next(iterator)
-            take = min(data.numel(), self.total_frames - self.frames)
-            if data.ndim == 2:  # [workers, T] → frames in collection order (time-major)
-                data = data.transpose(0, 1)
-            data = data.reshape(-1)[:take]
-            rows = transitions(data)
-            if self._replay_keys is not None:  # a buffer restored from an older checkpoint keeps its own keys
-                rows = rows.select(*self._replay_keys)
-            self.buffer.extend(rows)
-            self._track_episode(data)
-            self.episodes.update(data, self.frames)
-            self.collected_cost += float(data["next", "cost"].sum())
-            self.frames += take
+            self._store(next(iterator))
             self.collect_seconds += time.perf_counter() - t0
             if self.due_updates(done()) <= 0:
                 yield None  # a collection tick: callbacks keyed on frames still run during warm-up
 
-    def _track_episode(self, data: TensorDictBase) -> None:
-        """Keep the actions taken since the env's latest reset (what a resumed env replays) and the latest
-        observation (what the replay is checked against)."""
-        if self.workers != 1:
-            return
-        ends = data["next", "done"].reshape(-1).nonzero()
-        if len(ends):
-            self._episode = []
-            data = data[int(ends[-1]) + 1 :]
-        if data.shape[0]:  # (a TensorDict's numel() is 1 for an empty batch)
-            self._episode.append(data["action"].clone())
-            self._last_obs = data["next", "observation"][-1].clone()
+    def _store(self, data: TensorDictBase) -> None:
+        """A collected batch → replay buffer, episode statistics, frame counter (up to ``total_frames``)."""
+        take = min(data.numel(), self.total_frames - self.frames)
+        if data.ndim == 2:  # [workers, T] → frames in collection order (time-major)
+            data = data.transpose(0, 1)
+        self.streams[0].store(data.reshape(-1)[:take], self.frames)
+        self.frames += take
+
+    def sample(self) -> TensorDictBase:
+        """One replay batch of ``batch_size`` transitions."""
+        return self.buffer.sample()
 
     def teardown(self, stage: str) -> None:
         self.close()
@@ -230,44 +231,18 @@ class RLDataModule(L.LightningDataModule):
             self._replay_in_checkpoint = False
 
     def state_dict(self) -> dict:
-        env_rng = self.env.episode_rng_state() if self.env is not None and self.workers == 1 else None
-        state = {
+        return {
             "frames": self.frames,
-            "episodes": self.episodes.state_dict(),
-            "collected_cost": self.collected_cost,
             "rng": rng_states(),
-            "env_rng": env_rng,
-            "episode_actions": torch.cat(self._episode) if self._episode else None,
-            "last_observation": self._last_obs,
+            **self.streams[0].state_dict(self.env if self.workers == 1 else None, self._replay_in_checkpoint),
         }
-        if self._replay_in_checkpoint:
-            state["replay"] = buffer_state(self.buffer)
-        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Frame counter, episode statistics and replay buffer; the RNG states are applied by :meth:`restore_rng`
         once everything else is built (building draws random numbers)."""
         self.frames = int(state["frames"])
-        self.collected_cost = float(state.get("collected_cost", 0.0))
-        self.episodes.load_state_dict(state["episodes"])
-        replay = state.get("replay")
-        if replay is None:
-            raise ValueError(
-                "this checkpoint holds no replay buffer (periodic frame_N.ckpt files are weights-only "
-                "snapshots); resume from checkpoints/last.ckpt"
-            )
-        load_buffer_state(self.buffer, replay)
-        saved = set(self.buffer.storage[:1].keys(True, True)) if len(self.buffer) else None
-        self._replay_keys = None if saved is None else [k for k in TRANSITION_KEYS if k in saved]
+        self.streams[0].load_state_dict(state)
         self._rng_state = state["rng"]
-        actions, obs = state.get("episode_actions"), state.get("last_observation")
-        if self.workers != 1:
-            self._resume_env = None
-        else:
-            self._resume_env = (state["env_rng"], actions, obs)
-            self._episode = [actions] if actions is not None and state["env_rng"] else []
-            self._last_obs = obs
-        self.episodes.load_state_dict(state["episodes"], resume_running=bool(self._episode))
 
     def restore_rng(self) -> None:
         set_rng_states(self._rng_state)

@@ -10,15 +10,21 @@ from algd.launch.config import CONFIG_DIR, GROUPS, config_options, is_multirun, 
 
 SAFETY_GYM_ID = re.compile(r"^Safety\w+-v\d+$")
 VELOCITY_ID = re.compile(r"^Safety(\w+)Velocity-v\d+$")
+ONE_SEED = re.compile(r"^\[\s*(\d+)\s*\]$")
 
 
 def rewrite_argv(argv: list[str]) -> list[str]:
-    """Map ``env=<full Safety…-v0 id>`` onto the generic ``safety_gym`` config and reject unknown group values
-    (sweep values included) before Hydra starts, with a message listing the valid choices."""
+    """Map ``env=<full Safety…-v0 id>`` onto the generic ``safety_gym`` config and ``seeds=[<s>]`` onto ``seed=<s>``,
+    and reject unknown group values (sweep values included) before Hydra starts, with a message listing the valid
+    choices."""
     out = []
     for arg in argv:
         key, sep, value = arg.partition("=")
         group = key.lstrip("+~")
+        one = ONE_SEED.match(value) if group == "seeds" else None
+        if one:  # a population of one is the single run with that seed
+            out.append(f"seed={one[1]}")
+            continue
         if not sep or group not in GROUPS or value in ("", "null"):
             out.append(arg)
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 CONFIG_DIR = Path(os.environ.get("ALGD_CONFIG_DIR", Path(__file__).resolve().parents[3] / "configs"))
@@ -50,3 +51,19 @@ def is_multirun(argv: list[str]) -> bool:
 def protocol_name(cfg) -> str:
     """The evaluation protocol a config describes (the toy env has its own)."""
     return cfg.protocol.name if cfg.env.name != "toy" else "toy"
+
+
+def seed_tag(seed, seeds) -> str:
+    """The seed part of a run directory's name: ``seed3``, or ``seeds0-1-2-3`` for a population."""
+    if not seeds:
+        return f"seed{seed}"
+    return "seeds" + ("-".join(str(s) for s in seeds) if isinstance(seeds, Sequence) else str(seeds))
+
+
+def _register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("algd_seed_tag", seed_tag, replace=True)  # hydra.run.dir (configs/train.yaml)
+
+
+_register_resolvers()

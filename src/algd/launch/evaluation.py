@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from algd.errors import AlgdError
+from algd.errors import AlgdError, ConfigError
 from algd.launch.argv import rewrite_argv
 from algd.launch.config import override_key, protocol_name
+from algd.launch.population import member_dirs
 from algd.launch.resume import load_run, merge_overrides
 from algd.launch.runtime import default_threads, quiet_libraries
 from algd.launch.validate import validate
@@ -14,6 +15,12 @@ from algd.launch.validate import validate
 
 def evaluate_run(args: argparse.Namespace) -> dict[str, float]:
     run_dir, ckpt_path, original = load_run(args.run, key="run")  # bad input fails before the heavy imports
+    members = member_dirs(run_dir)
+    if members:
+        raise ConfigError(
+            f"{run_dir} is a population of {len(members)} seeds; evaluate one member: {members[0]} (or "
+            f"{', '.join(m.name for m in members[1:])})"
+        )
     new = rewrite_argv(args.overrides)
 
     import torch

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from algd.errors import ConfigError
 from algd.launch.config import is_multirun, override_key, quote
+from algd.launch.population import population_dir
 
 
 def find_checkpoint(path: str | Path, key: str = "resume") -> tuple[Path, Path]:
@@ -22,6 +23,12 @@ def load_run(value: str, key: str = "resume") -> tuple[Path, Path, list[str]]:
     """(run dir, checkpoint, the run's own overrides from ``.hydra/overrides.yaml``) for ``<key>=<run dir or
     checkpoint file>``; one clear error when it is not an algd run or has no checkpoint yet."""
     run_dir, ckpt = find_checkpoint(value, key)
+    population = population_dir(run_dir)
+    if key == "resume" and population is not None:
+        raise ConfigError(
+            f"{key}={value}: {run_dir} is a member of the population {population} (its checkpoints hold weights "
+            f"only); continue the whole population: resume={population}"
+        )
     saved = run_dir / ".hydra" / "overrides.yaml"
     if not saved.is_file():
         raise ConfigError(
@@ -63,9 +70,9 @@ def expand_resume(argv: list[str]) -> tuple[list[str], Path | None]:
     before = {override_key(a): a.partition("=")[2] for a in original}
     for arg in new:
         key, value = override_key(arg), arg.partition("=")[2]
-        if key in ("env", "actor") and value != before.get(key, value):
+        if key in ("env", "actor", "seeds") and value != before.get(key, "null" if key == "seeds" else value):
             raise ConfigError(
-                f"resume={values[-1]}: the run was trained with {key}={before[key]}; {key}={value} "
+                f"resume={values[-1]}: the run was trained with {key}={before.get(key, 'null')}; {key}={value} "
                 f"would not fit its checkpoint (start a new run instead)"
             )
     out = [*merge_overrides(original, new), f"hydra.run.dir={quote(str(run_dir))}", f"resume={quote(str(ckpt))}"]

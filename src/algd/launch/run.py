@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from algd.errors import Interrupted, TrainingStopped
+from algd.launch import population as populations
 from algd.launch.config import protocol_name
 from algd.launch.lock import RunLock
+from algd.launch.population import population_seeds
 from algd.launch.resume import find_checkpoint
 from algd.launch.runtime import default_threads, quiet_libraries
 from algd.launch.validate import validate
@@ -50,20 +52,30 @@ def _run(cfg, device, out_dir: Path) -> dict[str, float]:
     threads = default_threads(cfg)
     if threads:
         torch.set_num_threads(threads)
-    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    components = build.build_components(cfg, device)
+    seeds = population_seeds(cfg)  # a population of len(seeds) agents, or None: one
+    size = len(seeds) if seeds else 1
+    L.seed_everything(seeds[0] if seeds else int(cfg.seed), workers=True, verbose=False)
+    components = build.build_components(cfg, device, size)
     factory = build.build_env(cfg)
     info = factory.info
     announce(cfg, out_dir, info, build.cost_target(cfg, info), device)
 
-    dm = build.build_data(cfg, factory, device)
+    dm = build.build_data(cfg, factory, device, seeds)
     try:
-        model = build.build_learner(cfg, dm.specs(), info, device, components)
+        model = build.build_learner(cfg, dm.specs(), info, device, components, population=size)
         dm.set_policy(model.actor)
         # A resumed run appends to the same TensorBoard run; points after the checkpoint's frame (logged by the
         # interrupted process after its last checkpoint) are purged, so every curve has one point per frame.
-        logger = build.build_logger(cfg, purge_step=checkpoint_frames(ckpt) + 1 if ckpt is not None else None)
+        purge = checkpoint_frames(ckpt) + 1 if ckpt is not None else None
         callbacks = build.build_callbacks(cfg)
+        if seeds:  # each member logs into a run directory of its own; the population has no logger
+            logger, population = None, populations.prepare(cfg, out_dir, seeds)
+            with torch.random.fork_rng(devices=[]):  # (the template's initial weights are never used)
+                single = build.build_learner(cfg, dm.specs(), info, build.Device("cpu", cuda_graphs=False))
+            members = populations.build_members(cfg, population, seeds, purge)
+            callbacks = populations.population_callbacks(callbacks, members, single)
+        else:
+            logger = build.build_logger(cfg, purge_step=purge)
         if ckpt is not None:  # first: the others read the restored frame counter
             callbacks = {"resume": Resume(ckpt, ckpt_path), **callbacks}
             ckpt = None
@@ -75,7 +87,8 @@ def _run(cfg, device, out_dir: Path) -> dict[str, float]:
                 stop.hold()
         except NonFiniteLossError as err:
             raise TrainingStopped(non_finite_message(err, dm, model, callbacks, out_dir)) from None
-        logger.experiment.flush()
+        for run_logger in [logger] if logger is not None else [m.logger for m in members]:
+            run_logger.experiment.flush()
     finally:
         dm.close()
     if stop is not None and stop.received is not None:
@@ -87,6 +100,8 @@ def _run(cfg, device, out_dir: Path) -> dict[str, float]:
             requeue=stop.requeue,
             release=stop.release,
         )
+    if seeds:
+        return populations.finish(callbacks["population"], dm.frames, model.updates)
     evaluator = callbacks.get("evaluator")
     final = dict(evaluator.last) if evaluator is not None else {}
     print(
@@ -110,9 +125,16 @@ def announce(cfg, out_dir: Path, info, h: float, device) -> None:
     print(
         f"[algd] env {info.name} ({protocol_name(cfg)} protocol): episode {info.episode_length} steps, cost limit "
         f"{limit}, h = {h:.4f}; actor {cfg.actor.name}, energy {cfg.energy._target_.split('.')[-1]}, "
-        f"seed {cfg.seed}, {cfg.total_frames} frames ({cfg.warmup_frames} warm-up), utd {cfg.utd}"
+        f"{seed_text(cfg)}, {cfg.total_frames} frames ({cfg.warmup_frames} warm-up), utd {cfg.utd}"
     )
     print(f"[algd] {device.why}")
+
+
+def seed_text(cfg) -> str:
+    seeds = population_seeds(cfg)
+    if not seeds:
+        return f"seed {cfg.seed}"
+    return f"a population of {len(seeds)} seeds {seeds} (members in {Path(cfg.paths.output_dir) / 'seed<s>'})"
 
 
 def last_checkpoint(callbacks, out_dir: Path) -> Path:

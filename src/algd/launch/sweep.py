@@ -10,6 +10,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 from algd.errors import AlgdError, Interrupted, RunBusy
+from algd.launch.population import member_dirs, population_dir
 from algd.launch.status import is_multirun, status_records, write_status
 
 
@@ -70,7 +71,8 @@ def summarize_sweep(sweep_dir: Path) -> tuple[int, int]:
     records = status_records(sweep_dir)
     records.sort(key=lambda r: (r[1].get("job") is None, r[1].get("job") or 0))
     known = {run_dir for run_dir, _ in records}
-    unfinished = sorted(d.parent for d in sweep_dir.glob("**/.hydra") if d.parent not in known)
+    jobs = [d.parent for d in sweep_dir.glob("**/.hydra") if population_dir(d.parent) is None]  # (not members)
+    unfinished = sorted(d for d in jobs if d not in known)
     failed = [r for r in records if r[1]["status"] != "completed"]
     total = len(records) + len(unfinished)
     print(
@@ -83,6 +85,8 @@ def summarize_sweep(sweep_dir: Path) -> tuple[int, int]:
         final = rec.get("final") or {}
         if "eval/return" in final:
             detail = f"eval return {final['eval/return']:.2f}, cost {final['eval/cost']:.2f}"
+            members = member_dirs(run_dir)
+            detail += f" (mean of {len(members)} seeds: {run_dir / 'seed<s>'})" if members else ""
         else:
             detail = f"{rec.get('error', '').split('; ')[0]} (details: {run_dir / 'status.json'})"
         print(f"  #{rec.get('job')} {rec['status']:<9} {swept}: {detail}")

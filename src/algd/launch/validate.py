@@ -43,3 +43,30 @@ def validate(cfg) -> None:
             check_node(node, path, schema.rules, schema.relations)
     for group, schema in GROUPS.items():
         check_node(cfg[group], group, schema.rules, schema.relations)
+    check_population(cfg)
+
+
+def check_population(cfg) -> None:
+    """``seeds``: null, or a list of at least two distinct integers >= 0, with what a population supports."""
+    from omegaconf import ListConfig
+
+    seeds = cfg.get("seeds")
+    if seeds is None:
+        return
+    shown = list(seeds) if isinstance(seeds, ListConfig) else seeds
+    ints = isinstance(seeds, ListConfig) and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    if not ints or len(seeds) < 2 or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ConfigError(
+            f"invalid seeds={shown}: must be null or a list of at least two distinct integers >= 0, e.g. "
+            f"seeds=[0,1,2,3] (one run: seed=<s>)"
+        )
+    if cfg.collector.name != "single":
+        raise ConfigError(
+            f"invalid collector={cfg.collector.name} with seeds={shown}: a population steps its envs together in "
+            f"one process; use collector=single"
+        )
+    if cfg.get("grad_clip"):
+        raise ConfigError(
+            f"invalid grad_clip={cfg.grad_clip} with seeds={shown}: a population has no gradient-norm clipping (one "
+            f"norm would couple its members); use grad_clip=null"
+        )

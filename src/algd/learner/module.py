@@ -287,9 +287,10 @@ class SafeActorCritic(L.LightningModule):
             **actor_metrics,
         }
 
-    def lagrange_multiplier(self) -> float:
-        """The current λ (one host sync)."""
-        return self.multiplier.lam.item()
+    def lagrange_multiplier(self, member: int | None = None) -> float:
+        """The current λ (one host sync); of a population's ``member``, or the mean over its members."""
+        lam = self.multiplier.lam.detach().reshape(-1)
+        return (lam.mean() if member is None else lam[member]).item()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["updates"] = self.updates
@@ -308,8 +309,14 @@ class SafeActorCritic(L.LightningModule):
 
     def pop_metrics(self) -> dict[str, float]:
         """Means of the metrics since the last call (one host sync, at logging time only)."""
+        if self.population != 1:
+            raise TypeError("a population's metrics are per member: pop_member_metrics()")
+        return self.pop_member_metrics()[0]
+
+    def pop_member_metrics(self) -> list[dict[str, float]]:
+        """:meth:`pop_metrics` of each learner of a population (a list of one for a single learner)."""
         if not self._count:
-            return {}
-        values = (self._sum / self._count).tolist()
+            return [{} for _ in range(self.population)]
+        values = (self._sum / self._count).reshape(len(self._keys), -1).T.tolist()  # [learners][metrics]
         keys, self._sum, self._count = self._keys, None, 0
-        return {**dict(zip(keys, values)), "lagrange/h": self.h}
+        return [{**dict(zip(keys, member)), "lagrange/h": self.h} for member in values]

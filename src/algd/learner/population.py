@@ -56,3 +56,12 @@ def member_views(population, single, s: int) -> list[tuple[torch.Tensor, torch.T
                 theirs = getattr(other, key)
                 pairs.append((t, theirs if theirs.shape == t.shape else theirs[s]))
     return pairs
+
+
+@torch.no_grad()
+def member_state_dict(population, single, s: int) -> dict:
+    """Learner ``s`` of ``population`` as the state dict of ``single`` (the same learner built for one): what a
+    single run with that member's seed would have saved (its weights; ``single`` is overwritten)."""
+    for tensor, view in member_views(population, single, s):
+        tensor.copy_(view)
+    return single.state_dict()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from algd.launch.population import MANIFEST
 from algd.launch.status import read_status
 
 CURVES = {  # tag -> (file stem, axis label)
@@ -64,5 +65,7 @@ def load_run(path: Path) -> Run:
 
 
 def find_runs(root: Path) -> list[Run]:
-    """Every run directory (``.hydra/overrides.yaml``) under ``root``, which may itself be a run."""
-    return [load_run(f.parent.parent) for f in sorted(Path(root).glob("**/.hydra/overrides.yaml"))]
+    """Every run directory (``.hydra/overrides.yaml``) under ``root``, which may itself be a run; a population
+    (``seeds=[...]``) is read as its members' runs."""
+    dirs = [f.parent.parent for f in sorted(Path(root).glob("**/.hydra/overrides.yaml"))]
+    return [load_run(d) for d in dirs if not (d / MANIFEST).is_file()]
