@@ -231,18 +231,21 @@ class RLDataModule(L.LightningDataModule):
             self._replay_in_checkpoint = False
 
     def state_dict(self) -> dict:
-        return {
-            "frames": self.frames,
-            "rng": rng_states(),
-            **self.streams[0].state_dict(self.env if self.workers == 1 else None, self._replay_in_checkpoint),
-        }
+        return {"frames": self.frames, "rng": rng_states(), **self._streams_state()}
 
     def load_state_dict(self, state: dict) -> None:
         """Frame counter, episode statistics and replay buffer; the RNG states are applied by :meth:`restore_rng`
         once everything else is built (building draws random numbers)."""
         self.frames = int(state["frames"])
-        self.streams[0].load_state_dict(state)
+        self._load_streams(state)
         self._rng_state = state["rng"]
+
+    def _streams_state(self) -> dict:
+        """The streams' part of the checkpoint (one stream: its keys at the top level, as always)."""
+        return self.streams[0].state_dict(self.env if self.workers == 1 else None, self._replay_in_checkpoint)
+
+    def _load_streams(self, state: dict) -> None:
+        self.streams[0].load_state_dict(state)
 
     def restore_rng(self) -> None:
         set_rng_states(self._rng_state)

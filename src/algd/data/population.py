@@ -12,7 +12,6 @@ from torchrl.envs import EnvBase, SerialEnv
 from algd.data.collectors import env_specs
 from algd.data.module import RLDataModule
 from algd.data.stream import Stream
-from algd.rng import rng_states
 
 
 class PopulationDataModule(RLDataModule):
@@ -63,19 +62,13 @@ class PopulationDataModule(RLDataModule):
                 env.close()
         self.member_envs = None
 
-    def state_dict(self) -> dict:
+    def _streams_state(self) -> dict:
         envs = self.member_envs or [None] * len(self.seeds)
-        return {
-            "frames": self.frames,
-            "rng": rng_states(),
-            "seeds": self.seeds,
-            "members": [s.state_dict(env, self._replay_in_checkpoint) for s, env in zip(self.streams, envs)],
-        }
+        members = [s.state_dict(env, self._replay_in_checkpoint) for s, env in zip(self.streams, envs)]
+        return {"seeds": self.seeds, "members": members}
 
-    def load_state_dict(self, state: dict) -> None:
+    def _load_streams(self, state: dict) -> None:
         if state.get("seeds") != self.seeds:
             raise ValueError(f"the checkpoint holds a population of seeds {state.get('seeds')}, not {self.seeds}")
-        self.frames = int(state["frames"])
         for stream, member in zip(self.streams, state["members"], strict=True):
             stream.load_state_dict(member)
-        self._rng_state = state["rng"]
