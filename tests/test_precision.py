@@ -84,13 +84,29 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
     from algd.launch import runtime
 
     monkeypatch.setattr(runtime, "cpu_bf16_flags", lambda: ["avx512_bf16"])
-    assert build.resolve_precision("auto", "cpu") == ("bf16-mixed", "auto: the CPU has avx512_bf16")
+    monkeypatch.setattr(runtime, "cpu_bf16_speedup", lambda: 4.2)  # the AMD EPYC's measured ratio
+    assert build.resolve_precision("auto", "cpu") == (
+        "bf16-mixed",
+        "auto: the CPU has avx512_bf16 and its bf16 matmul runs 4.2x fp32 (>= 2x)",
+    )
+    monkeypatch.setattr(runtime, "cpu_bf16_speedup", lambda: 0.6)  # flags but slow bf16 (an Intel Xeon measured)
+    precision, why = build.resolve_precision("auto", "cpu")
+    assert precision == "32-true" and "runs 0.6x fp32 (< 2x)" in why
     monkeypatch.setattr(runtime, "cpu_bf16_flags", lambda: ["amx_tile"])  # tiles alone are not bf16
+    monkeypatch.setattr(runtime, "cpu_bf16_speedup", lambda: pytest.fail("no bf16 flags: nothing to measure"))
     precision, why = build.resolve_precision("auto", "cpu")
     assert precision == "32-true" and "neither avx512_bf16 nor amx_bf16" in why
     precision, why = build.resolve_precision("bf16-mixed", "cpu")  # as asked, with a warning in the reason
     assert precision == "bf16-mixed" and "likely slower" in why
     assert build.resolve_precision("32-true", "cpu") == ("32-true", "as set")
+
+
+def test_the_bf16_probe_measures_this_cpu():
+    from algd.launch import runtime
+
+    speedup = runtime.cpu_bf16_speedup()
+    assert 0.01 < speedup < 100.0  # a ratio of two real timings
+    assert runtime.cpu_bf16_speedup() == speedup  # measured once per process: auto cannot flip within a run
 
 
 def test_the_run_says_which_device_and_precision_it_chose():

@@ -65,18 +65,27 @@ def resolve_device(cfg) -> Device:
 
 def resolve_precision(setting: str, device: str) -> tuple[str, str]:
     """``trainer.precision`` on ``device`` → (``32-true`` | ``bf16-mixed``, why). ``auto``: bf16-mixed where bf16
-    matmuls are fast (a CPU with AVX512-BF16 or AMX, a CUDA device with bf16), else 32-true."""
+    matmuls are fast: a CUDA device with bf16, or a CPU with AVX512-BF16 or AMX-BF16 whose bf16 matmul at the
+    learner's sizes measures ≥ :data:`~algd.launch.runtime.BF16_MIN_SPEEDUP`× fp32 (having the flags is not enough:
+    on one Intel Xeon with avx512_bf16 the update ran 1.5× slower in bf16); else 32-true."""
     import torch
 
-    from algd.launch.runtime import cpu_bf16_flags
+    from algd.launch import runtime
 
     if device == "cuda":
         fast = torch.cuda.is_bf16_supported()
         has = "the GPU supports bf16" if fast else "the GPU has no bf16"
     else:
-        flags = [f for f in cpu_bf16_flags() if f != "amx_tile"]
-        fast = bool(flags)
-        has = f"the CPU has {', '.join(flags)}" if fast else "the CPU has neither avx512_bf16 nor amx_bf16"
+        flags = [f for f in runtime.cpu_bf16_flags() if f != "amx_tile"]
+        if not flags:
+            fast, has = False, "the CPU has neither avx512_bf16 nor amx_bf16"
+        else:
+            speedup = runtime.cpu_bf16_speedup()
+            fast = speedup >= runtime.BF16_MIN_SPEEDUP
+            has = (
+                f"the CPU has {', '.join(flags)} and its bf16 matmul runs {speedup:.1f}x fp32 "
+                f"({'>=' if fast else '<'} {runtime.BF16_MIN_SPEEDUP:g}x)"
+            )
     if setting == "auto":
         return ("bf16-mixed" if fast else "32-true"), f"auto: {has}"
     if setting == "bf16-mixed" and not fast:
