@@ -182,6 +182,8 @@ def test_actor_loss_reaches_heads_and_trunk_but_not_critics(cls, c_score):
         "train/phi_norm",
         "train/saturation",
         "train/score_target_norm",
+        *(f"train/chain_grad_norm/step{t}" for t in range(3)),  # (filled in on the backward pass)
+        "train/chain_grad_growth",
     }
     assert all(not v.requires_grad and v.dim() == 0 for v in metrics.values())
     assert all(p.grad is None for p in [*model.q.parameters(), *model.qc.parameters()])
@@ -273,7 +275,7 @@ def test_eps_input_latent_feeds_the_raw_latent_to_the_eps_head():
     theirs.load_state_dict(ours.state_dict())
     seen = []
     for actor in (ours, theirs):
-        actor.step = lambda x, t, eps, phi, noise: seen.append((x.clone(), eps, phi)) or x
+        actor.step = lambda x, t, eps, phi, noise, stats=None: seen.append((x.clone(), eps, phi)) or x
         torch.manual_seed(1)
         actor.chain(obs)  # the chain input ~ N(0, 1): tanh(x) ≠ x
     (x, eps_ours, phi_ours), (x2, eps_theirs, phi_theirs) = seen[0], seen[2]

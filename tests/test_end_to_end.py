@@ -97,6 +97,9 @@ def test_real_safety_gym_point_button(tmp_path, protocol, episode, h, actor):
     tags = scalars(run_dir)
     assert {"loss/critic", "loss/actor", "lagrange/lambda", "eval/return", "eval/cost", "time/fps"} <= set(tags)
     assert tags["eval/length"][-1].value == episode  # a full, deterministic episode of the protocol's length
+    # the critics' calibration along it: the steps whose realised sums miss ≤ 5 % (γ^299 ≤ 0.05 at γ = 0.99)
+    assert tags["calibration/cost_steps"][-1].value == episode - 299 + 1
+    assert {"calibration/cost_error", "calibration/reward_error", "lagrange/qc_hat_policy"} <= set(tags)
     # the real env resumes too: replay buffer, counters and the env's own RNG come back
     resumed = run_train(f"resume={run_dir}", "total_frames=350", "trainer.threads=1", tmp_path=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -83,8 +83,10 @@ class _DiffusionBase(Actor):
         self.score_grad_into_chain = bool(score_grad_into_chain)
         self.register_buffer("t_index", torch.arange(self.steps), persistent=False)
 
-    def step(self, x: torch.Tensor, t: int, eps: torch.Tensor | None, phi: torch.Tensor, noise: bool) -> torch.Tensor:
-        """One reverse step from the latent evaluated at index t to the next one."""
+    def step(
+        self, x: torch.Tensor, t: int, eps: torch.Tensor | None, phi: torch.Tensor, noise: bool, stats: dict | None
+    ) -> torch.Tensor:
+        """One reverse step from the latent evaluated at index t to the next one (``stats``: see :meth:`chain`)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------------------------------------ sampling
@@ -94,6 +96,7 @@ class _DiffusionBase(Actor):
         deterministic: bool = False,
         tau: torch.Tensor | None = None,
         features: tuple[torch.Tensor, torch.Tensor] | None = None,
+        stats: dict | None = None,
     ):
         """Run the K-step chain; returns (a⁰, x_τ or None).
 
@@ -101,7 +104,10 @@ class _DiffusionBase(Actor):
         With ``tau`` (one index per row) the latent at which the network is evaluated at index τ is recorded
         (``tau_index=output``: the one the step at τ produces), detached unless ``score_grad_into_chain``. a⁰ keeps
         its graph (reparameterised) when grad mode is on. ``features``: the net's ``state_features(obs)`` if the
-        caller already has them.
+        caller already has them. ``stats`` (a metrics dict) receives diagnostics: with the graph, on the backward
+        pass, ``train/chain_grad_norm/step<t>`` (mean per-sample ‖∂loss/∂x‖ at the latent step t produces, a⁰ at 0) and
+        ``train/chain_grad_growth`` (the first step's over a⁰'s: > 1, gradients grow back through the chain, as an
+        RNN's can explode); with an x̂0 clip, ``train/x0_clipped`` (fraction of x̂0 components at the clip, all steps).
         """
         features = self.net.state_features(obs) if features is None else features
         shape = (*obs.shape[:-1], self.act_dim)
@@ -118,10 +124,24 @@ class _DiffusionBase(Actor):
             eps, phi = self.net.from_base(base, torch.tanh(x))
             if self.eps_input == "latent":  # the reference's ε̂(s, x_t, t): a second trunk pass, at the latent
                 eps, _ = self.net.from_base(base, x)
-            x = self.step(x, t, eps, phi, noise=not deterministic)
+            x = self.step(x, t, eps, phi, noise=not deterministic, stats=stats)
+            if stats is not None and x.requires_grad:
+                x.register_hook(self._grad_norm_hook(stats, t))
             if tau is not None and after:
                 x_tau = self._record(x_tau, x, tau == t)
         return x, x_tau
+
+    def _grad_norm_hook(self, stats: dict, t: int):
+        def hook(grad: torch.Tensor) -> None:  # (backward reaches step 0's output first, step K−1's last)
+            # per sample: the batch-mean loss's gradient times B, i.e. ‖∂(c_energy·E + c_score·score loss)_b/∂x_b‖
+            norm = grad.detach().float().norm(dim=-1, keepdim=True) * grad.shape[-2]
+            stats[f"train/chain_grad_norm/step{t}"] = batch_mean(norm)
+            if t == self.steps - 1 and self.steps > 1:
+                stats["train/chain_grad_growth"] = stats[f"train/chain_grad_norm/step{t}"] / stats[
+                    "train/chain_grad_norm/step0"
+                ].clamp(min=1e-12)
+
+        return hook
 
     def _record(self, x_tau: torch.Tensor, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         return torch.where(rows.unsqueeze(-1), x if self.score_grad_into_chain else x.detach(), x_tau)
@@ -170,8 +190,9 @@ class _DiffusionBase(Actor):
         tau = torch.randint(self.steps, obs.shape[:-1], device=obs.device)
         features = self.net.state_features(obs)  # shared by the chain and the score loss's φθ
         chain_graph = self.c_energy != 0.0 or self.score_grad_into_chain
+        metrics: dict[str, torch.Tensor] = {}  # (the chain's diagnostics come first; its gradient norms on backward)
         with torch.set_grad_enabled(torch.is_grad_enabled() and chain_graph):
-            a0, x_tau = self.chain(obs, deterministic=False, tau=tau, features=features)
+            a0, x_tau = self.chain(obs, deterministic=False, tau=tau, features=features, stats=metrics)
             squashed = torch.tanh(a0)
             energy = energy_fn(obs, self.scaler(squashed))
         energy_term = batch_mean(energy)  # (per learner: 0-dim, or [S] for a population)
@@ -180,7 +201,7 @@ class _DiffusionBase(Actor):
         _, phi = self.net.from_base(self.net.base(features, tau), torch.tanh(x_tau))
         score_loss = batch_mean((phi - target).square())
         loss = self.c_energy * energy_term + self.c_score * score_loss  # per learner
-        metrics = {
+        metrics |= {
             "loss/policy": (self.c_energy * energy_term).detach(),
             "loss/score": score_loss.detach(),
             "train/energy": energy_term.detach(),
@@ -223,9 +244,12 @@ class DiffusionActor(_DiffusionBase):
         self.guidance_weight, self.guidance_eps = float(guidance_weight), float(guidance_eps)
         self.x0_clip = None if x0_clip is None else float(x0_clip)
 
-    def step(self, x, t, eps, phi, noise):
+    def step(self, x, t, eps, phi, noise, stats=None):
         x0_hat = (x - self.sigma[t] * eps) / self.sqrt_alpha_bar[t]
         if self.x0_clip is not None:
+            if stats is not None:  # the mean over the K steps, accumulated step by step
+                clipped = batch_mean((x0_hat.detach().abs() >= self.x0_clip).float()) / self.steps
+                stats["train/x0_clipped"] = stats.get("train/x0_clipped", 0.0) + clipped
             x0_hat = x0_hat.clamp(-self.x0_clip, self.x0_clip)
         mean = self.c1[t] * x0_hat + self.c2[t] * x
         if self.guidance_weight:
@@ -257,7 +281,7 @@ class DiffusionVEActor(_DiffusionBase):
         )
         self.init_std = float(sigma_max)
 
-    def step(self, x, t, eps, phi, noise):
+    def step(self, x, t, eps, phi, noise, stats=None):
         x = x + self.dsigma2[t] * phi
         if noise and t > 0:
             x = x + self.dsigma2[t].sqrt() * torch.randn_like(x)

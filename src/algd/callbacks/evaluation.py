@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from functools import partial
+
 import torch
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from tqdm.auto import tqdm
@@ -16,16 +19,24 @@ POLICY_EVAL_SEED_OFFSET = 20_000  # ``algd-eval`` by default: other episodes tha
 
 
 def evaluate(
-    policy, env, episodes: int, max_steps: int, cost_limit: float | None = None, cost_discount: float | None = None
+    policy,
+    env,
+    episodes: int,
+    max_steps: int,
+    cost_limit: float | None = None,
+    cost_discount: float | None = None,
+    calibrate=None,
 ) -> dict[str, float]:
     """Deterministic episodes; undiscounted return. ``eval/cost`` is the episode cost as the task's limit counts it:
     the plain sum, or with ``cost_discount`` = γ the discounted sum Σ_t γ^t·c_t (then ``eval/cost_undiscounted``
     holds the plain sum too). Returns means and standard deviations and, given the ``cost_limit``, the violation
-    rate: the fraction of episodes whose cost exceeds it."""
-    returns, costs, plain_costs, lengths = [], [], [], []
+    rate: the fraction of episodes whose cost exceeds it. ``calibrate(episodes)`` (a list of rollouts) adds its
+    scalars (the critics' calibration, :func:`calibration`)."""
+    returns, costs, plain_costs, lengths, rollouts = [], [], [], [], []
     with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
         for _ in range(episodes):
             td = env.rollout(max_steps, policy, break_when_any_done=True)
+            rollouts.append(td)
             returns.append(td["next", "reward"].sum().item())
             costs.append(episode_cost(td["next", "cost"], cost_discount))
             if cost_discount is not None:  # the plain sum as well (else it is ``costs`` itself)
@@ -43,6 +54,57 @@ def evaluate(
         out["eval/cost_undiscounted"] = sum(plain_costs) / len(plain_costs)
     if cost_limit is not None:
         out["eval/violation_rate"] = (c > cost_limit).float().mean().item()
+    if calibrate is not None:
+        out.update(calibrate(rollouts))
+    return out
+
+
+MAX_TAIL = 0.05  # calibration uses the steps t of an episode of T steps where γ^(T − t) ≤ this
+
+
+def discounted_to_go(x: torch.Tensor, gamma: float) -> torch.Tensor:
+    """G_t = Σ_{j ≥ 0} γ^j·x_{t+j} to the episode's end, for a per-step sequence ``x`` [T]."""
+    out, running = torch.empty_like(x), x.new_zeros(())
+    for t in reversed(range(x.shape[0])):
+        running = x[t] + gamma * running
+        out[t] = running
+    return out
+
+
+def calibration(episodes, values, gamma: float, cost_gamma: float, max_tail: float = MAX_TAIL) -> dict[str, float]:
+    """How the critics' values at the episodes' own (state, action) pairs compare with what the episodes realised:
+    Q̂c(s_t, a_t) against the discounted cost-to-go Σ_j γ_c^j·c_{t+j}, min(Q1, Q2)(s_t, a_t) against the discounted
+    return-to-go, pooled over the steps of every episode whose realised sum misses at most ``max_tail`` of the
+    discount weight (γ^(T − t) ≤ max_tail, T the episode's length: the critics bootstrap through the time limit, the
+    realised sums stop there). ``values(obs, action)`` → (min-Q, Q̂c), each [T, 1]. Returns, per critic
+    (``cost``, ``reward``): ``calibration/<c>_q`` (mean value), ``_to_go`` (mean realised), ``_error`` (mean of
+    value − realised), ``_abs_error`` and ``_ratio`` (mean value / mean realised, where |mean realised| > 1e-3);
+    and ``_steps`` (how many steps were compared). Nothing where no step qualifies (episodes too short for γ: 50
+    steps at γ = 0.99, for instance)."""
+    pairs = {"cost": [], "reward": []}
+    for td in episodes:
+        steps, q, qc = td.shape[-1], None, None
+        for name, discount in (("cost", cost_gamma), ("reward", gamma)):
+            last = steps - math.ceil(math.log(max_tail) / math.log(discount)) if discount < 1 else -1
+            if last < 0:
+                continue
+            if q is None:
+                q, qc = values(td["observation"], td["action"])
+            value = (qc if name == "cost" else q).reshape(-1)[: last + 1]
+            realised = discounted_to_go(td["next", name].reshape(-1).float(), discount)[: last + 1]
+            pairs[name].append((value, realised))
+    out: dict[str, float] = {}
+    for name, got in pairs.items():
+        if not got:
+            continue
+        value, realised = torch.cat([v for v, _ in got]), torch.cat([r for _, r in got])
+        out[f"calibration/{name}_q"] = value.mean().item()
+        out[f"calibration/{name}_to_go"] = realised.mean().item()
+        out[f"calibration/{name}_error"] = (value - realised).mean().item()
+        out[f"calibration/{name}_abs_error"] = (value - realised).abs().mean().item()
+        if abs(realised.mean().item()) > 1e-3:
+            out[f"calibration/{name}_ratio"] = value.mean().item() / realised.mean().item()
+        out[f"calibration/{name}_steps"] = float(value.numel())
     return out
 
 
@@ -56,7 +118,8 @@ def refreshed_copy(copy: torch.nn.Module | None, actor: torch.nn.Module) -> torc
 
 class Evaluator(EveryFrames):
     """Every ``every_frames`` (and at the end of training) run ``episodes`` deterministic episodes on a separate
-    env and log ``eval/return``, ``eval/cost`` (γ-discounted where ``info.eval_cost_discount`` is set).
+    env and log ``eval/return``, ``eval/cost`` (γ-discounted where ``info.eval_cost_discount`` is set) and the
+    critics' calibration along those episodes (``calibration/*``, :func:`calibration`).
 
     Each evaluation re-seeds its env and its random numbers with ``seed + EVAL_SEED_OFFSET`` (the run's seed, from
     the DataModule) inside a forked RNG: every
@@ -85,6 +148,7 @@ class Evaluator(EveryFrames):
         if self.env is None:
             self.env = self.env_factory(seed)
         self.actor = refreshed_copy(self.actor, pl_module.actor)
+        gamma, cost_gamma = pl_module.gamma, pl_module.cost_gamma
         with torch.random.fork_rng(devices=[]):  # the copy acts on CPU
             torch.manual_seed(seed)
             self.env.reseed(seed)
@@ -95,6 +159,7 @@ class Evaluator(EveryFrames):
                 self.info.episode_length,
                 self.info.cost_limit,
                 self.info.eval_cost_discount,
+                partial(calibration, values=pl_module.critic_values, gamma=gamma, cost_gamma=cost_gamma),
             )
         log_scalars(trainer, self.last, frames)
         tqdm.write(

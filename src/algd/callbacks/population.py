@@ -6,7 +6,8 @@ The callbacks that describe one agent (``per_member = True``: the frame logger, 
 run once per member through :class:`Population`, each seeing the member through a view of the trainer, the
 DataModule and the learner with the interface it reads from a single run's (``frames``, ``seed``,
 ``pop_finished_episodes()``, ``recent_episodes()``; ``updates``, ``pop_metrics()``, ``lagrange_multiplier()``,
-``actor``; ``logger``, ``should_stop``). The others (checkpointer, progress bar, signals) see the population.
+``actor``, ``critic_values``, ``gamma``, ``cost_gamma``; ``logger``, ``should_stop``). The others (checkpointer,
+progress bar, signals) see the population.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class MemberData:
 
 
 class MemberLearner:
-    """The learner as member ``index`` sees it: its metrics, its λ and its actor (a single-learner copy)."""
+    """The learner as member ``index`` sees it: its metrics, its λ, its actor and critics (single-learner copies)."""
 
     def __init__(self, population: Population, index: int):
         self._population, self.index = population, index
@@ -68,6 +69,20 @@ class MemberLearner:
         """The member's actor, copied into the single-learner template (read it before asking another member's)."""
         self._population.load_member(self.index)
         return self._population.single.actor
+
+    @property
+    def critic_values(self):
+        """The member's ``critic_values(obs, action)`` (its critics copied into the template, as :attr:`actor`)."""
+        self._population.load_member(self.index)
+        return self._population.single.critic_values
+
+    @property
+    def gamma(self) -> float:
+        return self._population.learner.gamma
+
+    @property
+    def cost_gamma(self) -> float:
+        return self._population.learner.cost_gamma
 
     def pop_metrics(self) -> dict[str, float]:
         return self._population.member_metrics(self.index)

@@ -18,6 +18,10 @@ class LagrangianEnergy(nn.Module):
     def forward(self, q: torch.Tensor, g: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
         return -q + lam * g
 
+    def active(self, g: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        """Where the penalty acts on the action (boolean, shaped as g): wherever λ > 0."""
+        return (lam > 0).expand_as(g)
+
 
 class AugmentedLagrangianEnergy(nn.Module):
     """Augmented Lagrangian:  L_A(s,a,λ) = −min(Q1,Q2)(s,a) + (1/(2ρ))·([λ + ρ·(Q̂c(s,a) − h)]_+² − λ²).
@@ -33,3 +37,7 @@ class AugmentedLagrangianEnergy(nn.Module):
     def forward(self, q: torch.Tensor, g: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
         shifted = (lam + self.rho * g).clamp(min=0.0)
         return -q + (shifted.square() - lam.square()) / (2.0 * self.rho)
+
+    def active(self, g: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        """Where the penalty acts on the action (boolean, shaped as g): λ + ρ·g > 0 (elsewhere it is a constant)."""
+        return lam + self.rho * g > 0

@@ -185,9 +185,12 @@ class SafeActorCritic(L.LightningModule):
         action [..., B, act] (leading sample axes share the states) → [..., B, 1]."""
         return self.energy_for(obs)(obs, action)
 
-    def energy_for(self, states: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def energy_for(
+        self, states: torch.Tensor, seen: dict | None = None
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """``energy_fn`` for these states, with the critics' state part of the first layer computed once and reused by
-        every call (the actor's energy at a⁰ and at its N Monte-Carlo samples)."""
+        every call (the actor's energy at a⁰ and at its N Monte-Carlo samples). ``seen``: receives the gap g
+        (detached) of the call at the policy's own actions, the one whose action has no leading sample axis."""
         features = self.q.state_features(states), self.qc.state_features(states)
         lam = per_row(self.multiplier.lam.detach())
 
@@ -196,9 +199,21 @@ class SafeActorCritic(L.LightningModule):
                 raise ValueError("energy_for(states) only evaluates actions at those states")
             q = self.q.from_features(features[0], action).min(0).values
             g = constraint.gap(self.qc.from_features(features[1], action), self.k, self.h)
+            if seen is not None and action.dim() == states.dim():
+                seen["g"] = g.detach()
             return self.energy(q, g, lam)
 
         return energy_fn
+
+    def critic_values(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(min(Q1, Q2), Q̂c) of the online critics at env-scale ``action`` [..., B, act] (no gradient, fp32, on the
+        learner's device; returned on the inputs' device): what the energy sees, for calibration against realised
+        returns (:func:`algd.callbacks.evaluation.calibration`)."""
+        with torch.no_grad():
+            o, a = obs.to(self.device), action.to(self.device)
+            q = self.q(o, a).min(0).values
+            qc = constraint.risk_adjusted(self.qc(o, a), self.k)
+        return q.to(obs.device), qc.to(obs.device)
 
     def training_step(self, dataloader_iter) -> dict[str, torch.Tensor] | None:
         batch, _, _ = next(dataloader_iter)  # StopIteration ends the epoch: the frame budget is spent
@@ -261,8 +276,9 @@ class SafeActorCritic(L.LightningModule):
             self._step(opt_qc, cost_loss.sum(), self.qc.parameters())
 
         with record_function("actor"):
+            seen: dict[str, torch.Tensor] = {}
             with frozen(self.q, self.qc), self.autocast():
-                actor_loss, actor_metrics = self.actor.loss(obs, self.energy_for(obs))
+                actor_loss, actor_metrics = self.actor.loss(obs, self.energy_for(obs, seen))
             if check:
                 _check_finite(self.updates, **{"loss/actor": actor_loss.sum()})
             self._step(opt_actor, actor_loss.sum(), self.actor.parameters())
@@ -284,7 +300,21 @@ class SafeActorCritic(L.LightningModule):
             "lagrange/qc_hat": batch_mean(g + self.h),
             "lagrange/violation": constraint.violation(g),
             "train/q": q.detach().mean((0, -2, -1)),
+            **self._policy_gap_metrics(seen.get("g")),
+            "replay/cost": batch_mean(cost),
             **actor_metrics,
+        }
+
+    def _policy_gap_metrics(self, g: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Q̂c at the policy's own actions (``lagrange/qc_hat`` is at the replay's) and the fraction of states where
+        the energy's penalty acts on the action (``penalty_active``: λ + ρ·g > 0 for the augmented energy), from
+        the actor's energy call at a⁰ (λ as the actor saw it, before this update's λ step)."""
+        if g is None:  # an actor that never evaluates the energy at batch-shaped actions
+            return {}
+        lam = per_row(self.multiplier.lam.detach())
+        return {
+            "lagrange/qc_hat_policy": batch_mean(g + self.h),
+            "lagrange/penalty_active": batch_mean(self.energy.active(g, lam).float()),
         }
 
     def lagrange_multiplier(self, member: int | None = None) -> float:

@@ -16,7 +16,17 @@ CURVES = {  # tag -> (file stem, axis label)
     "eval/cost": ("cost", "eval cost (episode)"),
     "lagrange/lambda": ("lambda", "λ"),
     "lagrange/violation": ("violation", "violation mean[Q̂c − h]₊"),
+    "lagrange/qc_hat": ("qc_hat", "Q̂c at replay actions (λ's)"),
+    "lagrange/qc_hat_policy": ("qc_hat_policy", "Q̂c at the policy's actions"),
+    "lagrange/penalty_active": ("penalty_active", "states with the penalty active"),
+    "replay/cost": ("replay_cost", "replay cost per step"),
+    "calibration/cost_ratio": ("calibration_cost", "eval Q̂c / realised cost-to-go"),
+    "calibration/reward_ratio": ("calibration_reward", "eval min Q / realised return-to-go"),
+    "train/chain_grad_growth": ("chain_grad_growth", "chain gradient growth (first step / a⁰)"),
+    "train/saturation": ("saturation", "action saturation (|a| > 0.99)"),
 }
+H_LINE = ("lagrange/qc_hat", "lagrange/qc_hat_policy")  # drawn with the runs' h (``lagrange/h``)
+ONE_LINE = ("calibration/cost_ratio", "calibration/reward_ratio", "train/chain_grad_growth")  # drawn with y = 1
 FINAL = ["eval/return", "eval/cost", "lagrange/violation"]  # the table's columns (last point of each run)
 
 
@@ -46,6 +56,12 @@ class Run:
         return tuple(sorted(o for o in self.overrides if o.partition("=")[0].lstrip("+~") != "seed"))
 
     @property
+    def h(self) -> float | None:
+        """The run's cost target h (the last logged ``lagrange/h``), if it logged one."""
+        h = self.curves.get("lagrange/h")
+        return None if h is None or not len(h) else float(h[-1, 1])
+
+    @property
     def seed(self) -> str:
         return next((o.partition("=")[2] for o in self.overrides if o.partition("=")[0] == "seed"), "0")
 
@@ -60,7 +76,7 @@ def load_run(path: Path) -> Run:
     with contextlib.suppress(Exception):  # no config yet, or a limit that does not resolve: no line is drawn
         run.cost_limit = float(OmegaConf.load(path / ".hydra" / "config.yaml").env.cost_limit)
     if run.status != "failed" and (path / "tb").is_dir():
-        run.curves = read_scalars(path / "tb")
+        run.curves = read_scalars(path / "tb", [*CURVES, "lagrange/h"])
     return run
 
 

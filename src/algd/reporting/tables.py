@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from algd.errors import ConfigError
-from algd.reporting.runs import CURVES, FINAL, Run, find_runs
+from algd.reporting.runs import CURVES, FINAL, H_LINE, ONE_LINE, Run, find_runs
 from algd.reporting.stats import IQM_MIN_SEEDS, aggregate, align
 
 
@@ -37,6 +37,11 @@ def plot(groups: dict[str, list[Run]], tag: str, out: Path) -> Path:
     if tag == "eval/cost":
         for limit in sorted({r.cost_limit for rs in groups.values() for r in rs if r.cost_limit is not None}):
             ax.axhline(limit, color="k", linestyle="--", linewidth=1, label=f"cost limit {limit:g}")
+    if tag in H_LINE:
+        for h in sorted({round(r.h, 4) for rs in groups.values() for r in rs if r.h is not None}):
+            ax.axhline(h, color="k", linestyle="--", linewidth=1, label=f"h = {h:g}")
+    if tag in ONE_LINE:
+        ax.axhline(1.0, color="k", linestyle=":", linewidth=1)
     ax.set_xlabel("environment frames")
     ax.set_ylabel(ylabel)
     ax.set_title(f"{ylabel}: mean and 95 % bootstrap interval across seeds")
@@ -71,7 +76,7 @@ def report(sweep: Path, out: Path | None = None) -> Path:
     for r in sorted(usable, key=lambda r: r.config):
         groups.setdefault(label(r.config, common), []).append(r)
 
-    plots = [plot(groups, tag, out) for tag in CURVES]
+    plots = [plot(groups, tag, out) for tag in CURVES if any(tag in r.curves for rs in groups.values() for r in rs)]
     counts = {s: sum(r.status == s for r in runs) for s in ("completed", "unfinished", "failed")}
     lines = [
         f"# Report: {sweep}",

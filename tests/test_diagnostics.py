@@ -1,0 +1,164 @@
+"""Diagnostics that say whether the constraint's numbers can be trusted (issue 18): the critics' calibration along
+the evaluation episodes, Q̂c at the policy's own actions, where the penalty acts, the replay's cost per step, the
+chain's gradient norms per denoising step and the x̂0 clip fraction; in TensorBoard and in the report's plots."""
+
+import math
+
+import pytest
+import torch
+from conftest import overrides, run_dirs, run_train
+from tensordict import TensorDict
+
+from algd.bench.learner import bench_learner, random_batch
+from algd.callbacks.evaluation import calibration, discounted_to_go
+from algd.learner.energy import AugmentedLagrangianEnergy, LagrangianEnergy
+from algd.reporting.tables import report
+from test_end_to_end import scalars
+
+
+def episode(costs, rewards, obs_dim=3, act_dim=2) -> TensorDict:
+    steps = len(costs)
+    return TensorDict(
+        {
+            "observation": torch.arange(steps, dtype=torch.float32).unsqueeze(-1).expand(steps, obs_dim).clone(),
+            "action": torch.zeros(steps, act_dim),
+            "next": {"cost": torch.tensor(costs).unsqueeze(-1), "reward": torch.tensor(rewards).unsqueeze(-1)},
+        },
+        batch_size=[steps],
+    )
+
+
+def test_discounted_to_go():
+    g = discounted_to_go(torch.tensor([1.0, 0.0, 2.0]), 0.5)
+    assert g.tolist() == [1.0 + 0.25 * 2.0, 0.5 * 2.0, 2.0]
+
+
+def test_calibration_compares_values_with_the_realised_sums_where_the_tail_is_negligible():
+    gamma = 0.5  # γ^(T − t) ≤ 0.05 for T − t ≥ 5: in 8 steps, steps 0..3 qualify
+    costs, rewards = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0], [-1.0] * 8
+    td = episode(costs, rewards)
+    cost_to_go = discounted_to_go(torch.tensor(costs), gamma)[:4]
+    return_to_go = discounted_to_go(torch.tensor(rewards), gamma)[:4]
+
+    def values(obs, action):  # min-Q = −t, Q̂c = 2·(realised cost-to-go) on the qualifying steps
+        t = obs[:, :1]
+        qc = torch.cat([2 * cost_to_go, torch.zeros(4)]).unsqueeze(-1)
+        return -t, qc
+
+    out = calibration([td, td], values, gamma=gamma, cost_gamma=gamma)
+    assert out["calibration/cost_steps"] == 8 and out["calibration/reward_steps"] == 8  # 4 steps of each episode
+    assert out["calibration/cost_ratio"] == pytest.approx(2.0)
+    assert out["calibration/cost_to_go"] == pytest.approx(cost_to_go.mean().item())
+    assert out["calibration/cost_error"] == pytest.approx(cost_to_go.mean().item())
+    q = -torch.arange(4.0)
+    assert out["calibration/reward_q"] == pytest.approx(q.mean().item())
+    assert out["calibration/reward_error"] == pytest.approx((q - return_to_go).mean().item())
+    assert out["calibration/reward_abs_error"] == pytest.approx((q - return_to_go).abs().mean().item())
+    # 50-step episodes at γ = 0.99 (the toy task's): the realised sums miss > 5 % everywhere, nothing is reported
+    assert calibration([episode([0.0] * 50, [0.0] * 50)], values, gamma=0.99, cost_gamma=0.99) == {}
+    # no realised cost: no ratio (it would divide by zero), the errors still
+    out = calibration([episode([0.0] * 8, rewards)], lambda o, a: (-o[:, :1], torch.ones(8, 1)), gamma, gamma)
+    assert "calibration/cost_ratio" not in out and out["calibration/cost_error"] == pytest.approx(1.0)
+    assert math.ceil(math.log(0.05) / math.log(0.99)) == 299  # PointButton1's 400 steps: steps 0..101 are compared
+
+
+def test_penalty_active_is_where_the_penalty_depends_on_the_action():
+    g, lam = torch.tensor([[-2.0], [-0.5], [0.3]]), torch.tensor(1.0)
+    assert AugmentedLagrangianEnergy(rho=1.0).active(g, lam).flatten().tolist() == [False, True, True]
+    assert LagrangianEnergy().active(g, lam).all() and not LagrangianEnergy().active(g, torch.tensor(0.0)).any()
+    # the augmented energy's value is constant in g where the penalty is inactive, so the flag is its gradient's
+    energy, q = AugmentedLagrangianEnergy(rho=1.0), torch.zeros(3, 1)
+    g = g.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(energy(q, g, lam).sum(), g)
+    assert ((grad != 0) == energy.active(g, lam)).all()
+
+
+def test_the_policy_gap_is_taken_at_the_policy_actions_not_the_monte_carlo_samples():
+    model = bench_learner("diffusion")
+    batch = random_batch()
+    obs, seen = batch["observation"], {}
+    energy_fn = model.energy_for(obs, seen)
+    actions = torch.rand(obs.shape[0], 2) * 2 - 1
+    energy_fn(obs, actions)
+    expected = seen["g"].clone()
+    energy_fn(obs, torch.zeros(4, *actions.shape))  # Monte-Carlo samples [N, B, act]: not recorded
+    assert torch.equal(seen["g"], expected)
+    _, qc_hat = model.critic_values(obs, actions)
+    assert torch.allclose(expected + model.h, qc_hat, atol=1e-5)
+    metrics = model.update(batch)
+    assert 0.0 <= float(metrics["lagrange/penalty_active"]) <= 1.0
+    assert float(metrics["replay/cost"]) == pytest.approx(float(batch["next", "cost"].mean()))
+
+
+@pytest.mark.parametrize("actor", ["diffusion", "diffusion_ve"])
+def test_chain_gradient_norms_are_the_per_sample_gradients_of_the_actor_loss(actor):
+    """The hooks' norms equal ‖∂(B · actor loss)/∂x‖ per sample at each step's output, recomputed by autograd."""
+    model = bench_learner(actor, overrides=["actor.c_score=0"])
+    obs = random_batch()["observation"]
+    energy_fn = model.energy_for(obs)
+    torch.manual_seed(3)
+    loss, metrics = model.actor.loss(obs, energy_fn)
+    loss.backward()
+    # the same chain again (same draws: τ first, then the chain's), each step's output kept
+    torch.manual_seed(3)
+    tau = torch.randint(model.actor.steps, obs.shape[:-1])
+    outputs = []
+    steps = model.actor.step
+
+    def keep(*args, **kwargs):
+        outputs.append(steps(*args, **kwargs))
+        return outputs[-1]
+
+    model.actor.step = keep
+    a0, _ = model.actor.chain(obs, tau=tau)
+    energy = energy_fn(obs, model.actor.scaler(torch.tanh(a0)))
+    grads = torch.autograd.grad(energy.mean() * obs.shape[0], outputs)
+    for t, grad in zip(reversed(range(model.actor.steps)), grads):
+        expected = grad.norm(dim=-1).mean()
+        assert float(metrics[f"train/chain_grad_norm/step{t}"]) == pytest.approx(float(expected), rel=1e-4)
+    growth = metrics[f"train/chain_grad_norm/step{model.actor.steps - 1}"] / metrics["train/chain_grad_norm/step0"]
+    assert float(metrics["train/chain_grad_growth"]) == pytest.approx(float(growth))
+
+
+def test_x0_clip_fraction():
+    batch = random_batch()
+    never = bench_learner("diffusion", overrides=["actor.x0_clip=1000.0"]).update(batch)
+    always = bench_learner("diffusion", overrides=["actor.x0_clip=1e-9"]).update(batch)
+    assert float(never["train/x0_clipped"]) == 0.0 and float(always["train/x0_clipped"]) == pytest.approx(1.0)
+    assert "train/x0_clipped" not in bench_learner("diffusion").update(batch)  # no clip (the default): not logged
+
+
+def test_diagnostics_reach_tensorboard_and_the_report_for_every_member(tmp_path):
+    """A population on the toy task at γ = 0.9 (50-step episodes are long enough for calibration at that γ)."""
+    proc = run_train(
+        *overrides(
+            "env=toy seeds=[0,1] total_frames=400 warmup_frames=200 utd=1 batch_size=64 eval_every_frames=200 "
+            "eval_episodes=2 log_every_frames=100 gamma=0.9 cost_gamma=0.9 trainer.threads=1"
+        ),
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = next(d for d in run_dirs(tmp_path) if d.name.endswith("seeds0-1"))
+    for seed in (0, 1):
+        tags = scalars(run_dir / f"seed{seed}")
+        for tag in [
+            "lagrange/qc_hat_policy",
+            "lagrange/penalty_active",
+            "replay/cost",
+            "train/chain_grad_norm/step0",
+            "train/chain_grad_growth",
+            "calibration/cost_error",
+            "calibration/reward_ratio",
+        ]:
+            assert tag in tags, (seed, tag)
+        assert [e.step for e in tags["calibration/reward_q"]] == [200, 400]
+        assert tags["calibration/cost_steps"][-1].value == 2 * 22  # t ≤ 21: 0.9^(50 − t) ≤ 0.05 (0.9^29 = 0.047)
+    # each member's calibration is its own critics'
+    assert (
+        scalars(run_dir / "seed0")["calibration/reward_q"][-1].value
+        != scalars(run_dir / "seed1")["calibration/reward_q"][-1].value
+    )
+    out = report(run_dir)
+    pngs = {p.name for p in out.glob("*.png")}
+    assert {"qc_hat.png", "qc_hat_policy.png", "penalty_active.png", "replay_cost.png", "calibration_cost.png"} <= pngs
+    assert {"calibration_reward.png", "chain_grad_growth.png", "saturation.png", "return.png"} <= pngs
