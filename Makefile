@@ -10,7 +10,7 @@ LOGDIR  ?= logs
 PYTEST_ARGS ?=
 STAMP   := $(VENV)/.installed
 
-.PHONY: help install train eval test test-slow test-gpu lint format tensorboard clean bench ablate report claim
+.PHONY: help install train eval test test-slow test-gpu lint format tensorboard clean bench ablate report claim reproduce
 
 help: ## Show this help
 	@echo "algd — Augmented Lagrangian-Guided Diffusion for safe RL"
@@ -104,3 +104,12 @@ claim: $(STAMP) ## Claim check (<= 20 min on 2 cores): augmented vs plain Lagran
 	@$(SWEEP_CMD) ablation=energy env=toy actor=diffusion "seeds=$(call seed_list,$(CLAIM_SEEDS))" \
 		hydra.sweep.dir=$(CLAIM_DIR) $(CLAIM_ARGS) $(ARGS); rc=$$?; \
 		$(PY) -m algd.report $(CLAIM_DIR) && exit $$rc
+
+# The paper's study for one task (algd.reproduce): ALGD, algd_reference, the plain-Lagrangian energy, SAC-Lag and
+# CAL-like on experiment=paper_<TASK>, SEEDS seeds each as one population; prints an estimate first; the same command
+# continues an interrupted study; ESTIMATE=1 only prints the estimate.
+TASK    ?=
+METHODS ?=
+reproduce: $(STAMP) ## The paper's study for one task: make reproduce TASK=<task> [SEEDS=5] [METHODS=a,b] [OUT=<dir>] [ESTIMATE=1] [ARGS=...]
+	@$(PY) -m algd.reproduce $(TASK) --seeds $(if $(filter command environment,$(firstword $(origin SEEDS))),$(SEEDS),5) $(if $(METHODS),--methods $(METHODS)) \
+		$(if $(OUT),--out $(OUT)) $(if $(ESTIMATE),--estimate-only) $(ARGS)

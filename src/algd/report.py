@@ -4,9 +4,9 @@
 Reads the TensorBoard events of every run under the folder, groups runs by config (their overrides minus ``seed``),
 aligns the curves on the environment-frame axis and aggregates across seeds: mean with a 95 % bootstrap interval,
 and the interquartile mean (IQM) where a config has at least ``IQM_MIN_SEEDS`` seeds. Writes PNG plots (eval return,
-eval cost with the cost limit, λ, violation vs frames) and ``report.md`` (final values per config and per run) into
-``<sweep>/report/``. Works on partial sweeps: unfinished runs count with the points they have, failed runs
-(``status.json``) are listed and skipped.
+eval cost with the cost limit, λ, violation and the logged diagnostics vs frames) and ``report.md`` (final values per
+config and per run) into ``<sweep>/report/``. Works on partial sweeps: unfinished runs count with the points they
+have, failed runs (``status.json``) are listed and skipped.
 """
 
 from __future__ import annotations

@@ -1,0 +1,279 @@
+"""The paper's study for one task: ``python -m algd.reproduce <task> [--seeds 5] [overrides ...]`` (console script
+``algd-reproduce``, ``make reproduce TASK=<task> [SEEDS=5]``).
+
+Runs every method of :data:`METHODS` on the task's paper preset (``experiment=paper_<task>``: its budget and protocol;
+UTD 10, the paper's, is the default), each method's seeds as one population (``seeds=[0..S-1]``), one after the
+other, on the GPU when CUDA is visible (``trainer=gpu``). Before it starts it times a few updates of each method's
+learner here and prints the estimated hours. Each method runs in ``<out>/<method>/`` (default
+``logs/reproduce/<task>``); running the same command again continues the study: completed methods are skipped,
+an interrupted one is resumed from its checkpoint, a failed one is left as it is (delete its folder to run it
+again). At the end it writes the report (``make report``'s plots and table) with the published numbers beside ours
+(``data/published.yaml``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from algd.errors import ConfigError
+
+# method -> its overrides (spec §9; issue 18 item 3)
+METHODS = {
+    "algd": ["experiment=algd"],
+    "algd_reference": ["experiment=algd_reference"],
+    "plain_energy": ["experiment=algd", "energy=lagrangian"],
+    "sac_lag": ["experiment=sac_lag"],
+    "cal": ["experiment=cal"],
+}
+MANIFEST = "reproduce.json"
+PUBLISHED = Path(__file__).resolve().parents[2] / "data" / "published.yaml"
+TIMED_UPDATES = 10
+
+
+def task_overrides(task: str) -> list[str]:
+    """The task's paper setting as plain overrides (the paper preset's env, protocol and budget), so that each
+    method's own ``experiment=`` preset can be combined with it; ``toy``: the toy task at the default budget."""
+    from algd import build
+    from algd.launch.config import config_options
+
+    if task == "toy":
+        return ["env=toy"]
+    presets = sorted(n.removeprefix("paper_") for n in config_options("experiment") if n.startswith("paper_"))
+    if task not in presets:
+        raise ConfigError(f"unknown task {task!r}; valid tasks: {', '.join([*presets, 'toy'])}")
+    cfg = build.compose([f"experiment=paper_{task}"])
+    return [f"env={task}", f"protocol={cfg.protocol.name}", f"total_frames={cfg.total_frames}"]
+
+
+def on_device() -> list[str]:
+    import torch
+
+    return ["trainer=gpu"] if torch.cuda.is_available() else []
+
+
+def method_overrides(method: str, task: list[str], seeds: int, extra: list[str]) -> list[str]:
+    return [*METHODS[method], *task, f"seeds=[{','.join(str(s) for s in range(seeds))}]", *on_device(), *extra]
+
+
+def population_updates_per_s(overrides: list[str], seeds: int, updates: int = TIMED_UPDATES) -> float:
+    """Updates/s of the population's learner (all ``seeds`` members in one update) as training builds it for
+    ``overrides``, on random batches of the task's sizes: the median of 3 timings of ``updates`` updates."""
+    import torch
+
+    from algd import build
+    from algd.bench.learner import random_batch
+    from algd.bench.timing import median_rate
+    from algd.data.collectors import env_specs
+
+    cfg = build.compose([o for o in overrides if not o.startswith("seeds=")])
+    device = build.resolve_device(cfg)
+    env = build.build_env(cfg)(0)
+    specs = env_specs(env)
+    env.close()
+    with torch.random.fork_rng(devices=[]):
+        learner = build.build_learner(cfg, specs, build.build_env(cfg).info, device, population=seeds)
+        learner = learner.to(device.name).standalone()
+        sizes = {"batch": int(cfg.batch_size), "obs": specs["obs_dim"], "act": specs["act_dim"]}
+        batch = [random_batch(device=device.name, **sizes) for _ in range(seeds)]
+        batch = torch.stack(batch) if seeds > 1 else batch[0]
+        for _ in range(3):
+            learner.update(batch)
+
+        def run():
+            for _ in range(updates):
+                learner.update(batch)
+
+        return median_rate(run, updates, repeats=3)
+
+
+def budget_updates(overrides: list[str]) -> int:
+    """Updates one member makes in the whole run: UTD × (total frames − warm-up)."""
+    from algd import build
+
+    cfg = build.compose([o for o in overrides if not o.startswith("seeds=")])
+    return int(round(float(cfg.utd) * max(0, int(cfg.total_frames) - int(cfg.warmup_frames))))
+
+
+def state(run_dir: Path) -> tuple[str, int | None]:
+    """(completed | failed | interrupted | new, the frame an interrupted run reached)."""
+    from algd.launch.status import read_status
+
+    record = read_status(run_dir) if run_dir.is_dir() else None
+    if record is None:
+        return ("interrupted" if (run_dir / "checkpoints" / "last.ckpt").is_file() else "new"), None
+    status = record["status"]
+    return ("completed" if status == "completed" else "failed" if status == "failed" else "interrupted"), record.get(
+        "frame"
+    )
+
+
+def check_manifest(out: Path, record: dict) -> None:
+    """The study in ``out`` must be this one (same task, seeds, methods and overrides) to be continued."""
+    path = out / MANIFEST
+    if path.is_file():
+        old = json.loads(path.read_text())
+        diff = [k for k in record if old.get(k) != record[k]]
+        if diff:
+            raise ConfigError(
+                f"{out} holds another study ({', '.join(f'{k}: {old.get(k)} there, {record[k]} here' for k in diff)});"
+                f" continue it with the same settings, or give another --out (make reproduce OUT=...)"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+
+
+def estimate(task: list[str], methods: list[str], seeds: int, extra: list[str], out: Path) -> float:
+    """Time a few updates of each method still to run and print the estimated hours (learner only)."""
+    total = 0.0
+    print(
+        f"[reproduce] timing 3 × {TIMED_UPDATES} updates of each method's learner ({seeds} seeds as one population) ..."
+    )
+    for method in methods:
+        overrides = method_overrides(method, task, seeds, extra)
+        status, frame = state(out / method)
+        if status in ("completed", "failed"):
+            print(f"[reproduce]   {method:15s} {status}, not run again")
+            continue
+        rate = population_updates_per_s(overrides, seeds)
+        updates = budget_updates(overrides)
+        left = updates
+        if frame is not None:  # an interrupted run: what is left of its budget
+            from algd import build
+
+            cfg = build.compose([o for o in overrides if not o.startswith("seeds=")])
+            left = int(round(float(cfg.utd) * max(0, int(cfg.total_frames) - max(int(frame), int(cfg.warmup_frames)))))
+        hours = left / rate / 3600
+        total += hours
+        print(
+            f"[reproduce]   {method:15s} {rate:7.1f} population updates/s ({rate * seeds:.1f} seed-updates/s): "
+            f"{left:,} of {updates:,} updates per seed left, ≈ {hours:.2f} h"
+        )
+    print(
+        f"[reproduce] estimate: ≈ {total:.2f} h of updates on this machine; collection and evaluation come on top "
+        f"(the whole loop ran 10–30 % slower than its learner in docs/performance.md)",
+        flush=True,
+    )
+    return total
+
+
+def run_forwarding_signals(cmd: list[str]) -> int:
+    """Run ``cmd`` and wait for it; SIGINT, SIGTERM and SIGUSR1 sent to this process are passed on to it (a training
+    run saves its checkpoint on them and exits), instead of stopping this one first or killing the child."""
+    proc = subprocess.Popen(cmd)
+
+    def forward(signum, frame):
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        return proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_method(method: str, overrides: list[str], run_dir: Path) -> str:
+    """Start or resume one method's run as a subprocess; returns its final state."""
+    status, _ = state(run_dir)
+    if status in ("completed", "failed"):
+        print(
+            f"[reproduce] {method}: {status} in {run_dir}, not run again"
+            + (" (delete the folder to run it again)" if status == "failed" else "")
+        )
+        return status
+    if status == "interrupted":
+        args = [f"resume={run_dir}"]
+        print(f"[reproduce] {method}: resuming {run_dir}", flush=True)
+    else:
+        args = [*overrides, f"hydra.run.dir={run_dir}"]
+        print(f"[reproduce] {method}: algd-train {' '.join(overrides)}", flush=True)
+    returncode = run_forwarding_signals([sys.executable, "-m", "algd.train", *args])
+    final, _ = state(run_dir)
+    if returncode != 0 and final != "failed":
+        final = "interrupted"
+    return final
+
+
+def published_section(task: str) -> list[str]:
+    """The published numbers for ``task`` (``data/published.yaml``) as report lines."""
+    import yaml
+
+    data = yaml.safe_load(PUBLISHED.read_text()) if PUBLISHED.is_file() else {}
+    rows = (data.get("tasks") or {}).get(task) or []
+    lines = ["", "## Published numbers (not measured here)", ""]
+    if not rows:
+        return [*lines, f"None recorded for {task} in `data/published.yaml`."]
+    lines += [
+        f"Source: {data.get('source', '-')}",
+        "",
+        "| method | protocol | frames | return | cost | cost limit | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = [r.get(k, "-") for k in ("method", "protocol", "frames", "return", "cost", "cost_limit", "note")]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="algd-reproduce", description=__doc__.split("\n\n")[1])
+    parser.add_argument("task", nargs="?", help="a task with a paper preset (PointButton, Hopper, ...) or toy")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per method (one population each; default 5)")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {', '.join(METHODS)}")
+    parser.add_argument("--out", help="the study's folder (default logs/reproduce/<task>)")
+    parser.add_argument("--estimate-only", action="store_true", help="print the estimate and stop")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every method (e.g. total_frames=...)")
+    args = parser.parse_intermixed_args(argv)
+    try:
+        if not args.task:
+            raise ConfigError("give a task: make reproduce TASK=<task> (PointButton, Hopper, ... or toy)")
+        methods = [m for m in args.methods.split(",") if m]
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown or not methods:
+            raise ConfigError(f"unknown method {', '.join(unknown) or '(none)'}; valid methods: {', '.join(METHODS)}")
+        if args.seeds < 2:
+            raise ConfigError(f"--seeds must be at least 2 (one population per method), got {args.seeds}")
+        task = task_overrides(args.task)
+        out = Path(args.out or Path("logs") / "reproduce" / args.task)
+        record = {"task": args.task, "seeds": args.seeds, "methods": methods, "overrides": list(args.overrides)}
+        check_manifest(out, record)
+        print(f"[reproduce] {args.task}: {', '.join(methods)}; {args.seeds} seeds each; in {out}")
+        estimate(task, methods, args.seeds, list(args.overrides), out)
+        if args.estimate_only:
+            return
+        results = {}
+        for method in methods:
+            results[method] = run_method(
+                method, method_overrides(method, task, args.seeds, args.overrides), out / method
+            )
+            if results[method] == "interrupted":
+                raise SystemExit(
+                    f"[reproduce] {method} was interrupted; run the same command again to continue the study"
+                )
+        from algd.reporting.tables import report
+
+        report_dir = report(out)
+        md = report_dir / "report.md"
+        ours, plots = md.read_text().split("\n## Plots", 1)
+        md.write_text(ours.rstrip("\n") + "\n" + "\n".join(published_section(args.task)) + "\n\n## Plots" + plots)
+        failed = [m for m, s in results.items() if s == "failed"]
+        print(
+            f"[reproduce] done: {len(methods) - len(failed)} of {len(methods)} methods completed"
+            + (f", failed: {', '.join(failed)}" if failed else "")
+            + f"; report: {md}"
+        )
+        if failed:
+            raise SystemExit(1)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(err.code) from None
+
+
+if __name__ == "__main__":
+    main()

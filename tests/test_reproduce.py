@@ -1,0 +1,115 @@
+"""``make reproduce``: the paper's study for one task (algd.reproduce), at a tiny budget on the toy task."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT
+
+from algd import reproduce
+
+TINY = [
+    "total_frames=300",
+    "warmup_frames=100",
+    "utd=1",
+    "batch_size=32",
+    "eval_every_frames=150",
+    "eval_episodes=1",
+    "log_every_frames=100",
+    "trainer.threads=1",
+]
+
+
+def study(out, *extra):
+    cmd = [sys.executable, "-m", "algd.reproduce", "toy", "--seeds", "2", "--methods", "algd,sac_lag"]
+    return subprocess.run(
+        [*cmd, "--out", str(out), *extra, *TINY], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_the_task_is_its_paper_preset():
+    assert reproduce.task_overrides("PointButton") == ["env=PointButton", "protocol=paper", "total_frames=100000"]
+    assert reproduce.task_overrides("Hopper") == ["env=Hopper", "protocol=paper", "total_frames=150000"]
+    assert reproduce.budget_updates(["experiment=algd", *reproduce.task_overrides("PointButton")]) == 950_000
+    lines = "\n".join(reproduce.published_section("PointButton"))
+    assert "| ALGD | paper | 100000 | ≈ 34 | ≈ 1 | 10 |" in lines
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["Nowhere"], "unknown task 'Nowhere'; valid tasks: Ant, CarButton"),
+        (["toy", "--methods", "algd,ppo"], "unknown method ppo; valid methods: algd, algd_reference, plain_energy"),
+        (["toy", "--seeds", "1"], "--seeds must be at least 2"),
+        ([], "give a task: make reproduce TASK=<task>"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        reproduce.main(args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_another_study_in_the_same_folder_is_refused(tmp_path, capsys):
+    (tmp_path / reproduce.MANIFEST).write_text(
+        json.dumps({"task": "toy", "seeds": 3, "methods": ["algd", "sac_lag"], "overrides": TINY})
+    )
+    with pytest.raises(SystemExit):
+        reproduce.main(["toy", "--seeds", "2", "--methods", "algd,sac_lag", "--out", str(tmp_path), *TINY])
+    assert "holds another study (seeds: 3 there, 2 here)" in capsys.readouterr().err
+
+
+def test_a_tiny_study_runs_reports_and_continues(tmp_path):
+    out = tmp_path / "study"
+    proc = study(out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[reproduce] estimate: ≈ " in proc.stdout and "population updates/s" in proc.stdout
+    assert "done: 2 of 2 methods completed" in proc.stdout
+    for method in ("algd", "sac_lag"):
+        assert json.loads((out / method / "status.json").read_text())["status"] == "completed"
+        assert all((out / method / f"seed{s}" / "tb").is_dir() for s in (0, 1))  # populations: member runs
+    md = (out / "report" / "report.md").read_text()
+    assert "| experiment=algd | 2 | 300 |" in md and "| experiment=sac_lag | 2 | 300 |" in md
+    assert md.index("## Published numbers") < md.index("## Plots")
+    # the same command again: nothing is rerun
+    again = study(out)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "algd: completed in" in again.stdout and "sac_lag: completed in" in again.stdout
+    assert "algd-train" not in again.stdout
+
+
+@pytest.mark.slow
+def test_an_interrupted_study_saves_the_run_and_the_same_command_resumes_it(tmp_path):
+    """SIGTERM to the study mid-run reaches the training run, which saves its frame; the study stops (non-zero) and
+    the same command resumes that run from its checkpoint to the end."""
+    out = tmp_path / "study"
+    budget = ["--methods", "sac_lag", "total_frames=1500", "checkpoint_every_frames=300"]
+    tiny = [o for o in TINY if not o.startswith("total_frames=")]
+    cmd = [sys.executable, "-m", "algd.reproduce", "toy", "--seeds", "2", "--out", str(out), *tiny, *budget]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 300
+        while not (out / "sac_lag" / "checkpoints" / "frame_300.ckpt").is_file():
+            assert proc.poll() is None and time.time() < deadline, "the study ended before its first checkpoint"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        stdout, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, stdout[-3000:]
+    assert "sac_lag was interrupted; run the same command again" in stdout
+    status = json.loads((out / "sac_lag" / "status.json").read_text())
+    assert status["status"] == "interrupted" and 300 <= status["frame"] < 1500
+    resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"sac_lag: resuming {out / 'sac_lag'}" in resumed.stdout
+    assert (
+        f"at frame {status['frame']}:" in resumed.stdout
+    )  # (the training run's own line: resumed from ... at frame N)
+    assert json.loads((out / "sac_lag" / "status.json").read_text())["status"] == "completed"
