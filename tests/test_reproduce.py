@@ -64,6 +64,7 @@ def test_another_study_in_the_same_folder_is_refused(tmp_path, capsys):
     assert "holds another study (seeds: 3 there, 2 here)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_tiny_study_runs_reports_and_continues(tmp_path):
     out = tmp_path / "study"
     proc = study(out)
