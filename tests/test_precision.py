@@ -99,6 +99,8 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
     precision, why = build.resolve_precision("bf16-mixed", "cpu")  # as asked, with a warning in the reason
     assert precision == "bf16-mixed" and "likely slower" in why
     assert build.resolve_precision("32-true", "cpu") == ("32-true", "as set")
+    monkeypatch.setattr(runtime, "cpu_bf16_flags", lambda: ["avx512_bf16"])  # 32-true set: no probe at start-up
+    assert build.resolve_precision("32-true", "cpu") == ("32-true", "as set")
 
 
 def test_the_bf16_probe_measures_this_cpu():

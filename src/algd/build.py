@@ -72,6 +72,8 @@ def resolve_precision(setting: str, device: str) -> tuple[str, str]:
 
     from algd.launch import runtime
 
+    if setting not in ("auto", "bf16-mixed"):  # 32-true (validated before): nothing to measure at start-up
+        return setting, "as set"
     if device == "cuda":
         fast = torch.cuda.is_bf16_supported()
         has = "the GPU supports bf16" if fast else "the GPU has no bf16"
