@@ -81,6 +81,7 @@ def test_the_policy_gap_is_taken_at_the_policy_actions_not_the_monte_carlo_sampl
     actions = torch.rand(obs.shape[0], 2) * 2 - 1
     energy_fn(obs, actions)
     expected = seen["g"].clone()
+    assert torch.equal(seen["active"], model.energy.active(expected, model.multiplier.lam.detach()))
     energy_fn(obs, torch.zeros(4, *actions.shape))  # Monte-Carlo samples [N, B, act]: not recorded
     assert torch.equal(seen["g"], expected)
     _, qc_hat = model.critic_values(obs, actions)

@@ -190,7 +190,8 @@ class SafeActorCritic(L.LightningModule):
     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """``energy_fn`` for these states, with the critics' state part of the first layer computed once and reused by
         every call (the actor's energy at a⁰ and at its N Monte-Carlo samples). ``seen``: receives the gap g
-        (detached) of the call at the policy's own actions, the one whose action has no leading sample axis."""
+        (detached) of the call at the policy's own actions, the one whose action has no leading sample axis, and
+        where the energy's penalty is active there (``active``, with the λ that call used)."""
         features = self.q.state_features(states), self.qc.state_features(states)
         lam = per_row(self.multiplier.lam.detach())
 
@@ -200,7 +201,7 @@ class SafeActorCritic(L.LightningModule):
             q = self.q.from_features(features[0], action).min(0).values
             g = constraint.gap(self.qc.from_features(features[1], action), self.k, self.h)
             if seen is not None and action.dim() == states.dim():
-                seen["g"] = g.detach()
+                seen["g"], seen["active"] = g.detach(), self.energy.active(g.detach(), lam)
             return self.energy(q, g, lam)
 
         return energy_fn
@@ -300,21 +301,20 @@ class SafeActorCritic(L.LightningModule):
             "lagrange/qc_hat": batch_mean(g + self.h),
             "lagrange/violation": constraint.violation(g),
             "train/q": q.detach().mean((0, -2, -1)),
-            **self._policy_gap_metrics(seen.get("g")),
+            **self._policy_gap_metrics(seen),
             "replay/cost": batch_mean(cost),
             **actor_metrics,
         }
 
-    def _policy_gap_metrics(self, g: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    def _policy_gap_metrics(self, seen: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Q̂c at the policy's own actions (``lagrange/qc_hat`` is at the replay's) and the fraction of states where
         the energy's penalty acts on the action (``penalty_active``: λ + ρ·g > 0 for the augmented energy), from
         the actor's energy call at a⁰ (λ as the actor saw it, before this update's λ step)."""
-        if g is None:  # an actor that never evaluates the energy at batch-shaped actions
+        if "g" not in seen:  # an actor that never evaluates the energy at batch-shaped actions
             return {}
-        lam = per_row(self.multiplier.lam.detach())
         return {
-            "lagrange/qc_hat_policy": batch_mean(g + self.h),
-            "lagrange/penalty_active": batch_mean(self.energy.active(g, lam).float()),
+            "lagrange/qc_hat_policy": batch_mean(seen["g"] + self.h),
+            "lagrange/penalty_active": batch_mean(seen["active"].float()),
         }
 
     def lagrange_multiplier(self, member: int | None = None) -> float:
