@@ -33,7 +33,9 @@ def study(out, *extra):
 def test_the_task_is_its_paper_preset():
     assert reproduce.task_overrides("PointButton") == ["env=PointButton", "protocol=paper", "total_frames=100000"]
     assert reproduce.task_overrides("Hopper") == ["env=Hopper", "protocol=paper", "total_frames=150000"]
-    assert reproduce.budget_updates(["experiment=algd", *reproduce.task_overrides("PointButton")]) == 950_000
+    cfg = reproduce.method_config(["experiment=algd", *reproduce.task_overrides("PointButton"), "seeds=[0,1]"])
+    assert reproduce.budget_updates(cfg) == 950_000
+    assert reproduce.budget_updates(cfg, frame=50_000) == 500_000 and reproduce.budget_updates(cfg, 2000) == 950_000
     lines = "\n".join(reproduce.published_section("PointButton"))
     assert "| ALGD | paper | 100000 | ≈ 34 | ≈ 1 | 10 |" in lines
 

@@ -60,9 +60,16 @@ def method_overrides(method: str, task: list[str], seeds: int, extra: list[str])
     return [*METHODS[method], *task, f"seeds=[{','.join(str(s) for s in range(seeds))}]", *on_device(), *extra]
 
 
-def population_updates_per_s(overrides: list[str], seeds: int, updates: int = TIMED_UPDATES) -> float:
-    """Updates/s of the population's learner (all ``seeds`` members in one update) as training builds it for
-    ``overrides``, on random batches of the task's sizes: the median of 3 timings of ``updates`` updates."""
+def method_config(overrides: list[str]):
+    """The training config of one method's run (its overrides without the population's ``seeds``)."""
+    from algd import build
+
+    return build.compose([o for o in overrides if not o.startswith("seeds=")])
+
+
+def population_updates_per_s(cfg, seeds: int, updates: int = TIMED_UPDATES) -> float:
+    """Updates/s of the population's learner (all ``seeds`` members in one update) as training builds it for the
+    config ``cfg``, on random batches of the task's sizes: the median of 3 timings of ``updates`` updates."""
     import torch
 
     from algd import build
@@ -70,7 +77,6 @@ def population_updates_per_s(overrides: list[str], seeds: int, updates: int = TI
     from algd.bench.timing import median_rate
     from algd.data.collectors import env_specs
 
-    cfg = build.compose([o for o in overrides if not o.startswith("seeds=")])
     device = build.resolve_device(cfg)
     env = build.build_env(cfg)(0)
     specs = env_specs(env)
@@ -91,12 +97,10 @@ def population_updates_per_s(overrides: list[str], seeds: int, updates: int = TI
         return median_rate(run, updates, repeats=3)
 
 
-def budget_updates(overrides: list[str]) -> int:
-    """Updates one member makes in the whole run: UTD × (total frames − warm-up)."""
-    from algd import build
-
-    cfg = build.compose([o for o in overrides if not o.startswith("seeds=")])
-    return int(round(float(cfg.utd) * max(0, int(cfg.total_frames) - int(cfg.warmup_frames))))
+def budget_updates(cfg, frame: int = 0) -> int:
+    """Updates one member makes from ``frame`` to the end of the run: UTD × (total frames − max(frame, warm-up))."""
+    start = max(int(frame), int(cfg.warmup_frames))
+    return int(round(float(cfg.utd) * max(0, int(cfg.total_frames) - start)))
 
 
 def state(run_dir: Path) -> tuple[str, int | None]:
@@ -139,14 +143,9 @@ def estimate(task: list[str], methods: list[str], seeds: int, extra: list[str], 
         if status in ("completed", "failed"):
             print(f"[reproduce]   {method:15s} {status}, not run again")
             continue
-        rate = population_updates_per_s(overrides, seeds)
-        updates = budget_updates(overrides)
-        left = updates
-        if frame is not None:  # an interrupted run: what is left of its budget
-            from algd import build
-
-            cfg = build.compose([o for o in overrides if not o.startswith("seeds=")])
-            left = int(round(float(cfg.utd) * max(0, int(cfg.total_frames) - max(int(frame), int(cfg.warmup_frames)))))
+        cfg = method_config(overrides)
+        rate = population_updates_per_s(cfg, seeds)
+        updates, left = budget_updates(cfg), budget_updates(cfg, frame or 0)  # (an interrupted run: what is left)
         hours = left / rate / 3600
         total += hours
         print(
