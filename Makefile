@@ -94,14 +94,15 @@ OUT     ?=
 report: $(STAMP) ## Plots and table of a sweep across seeds: make report SWEEP=<sweep dir> [OUT=<dir>] (default <sweep>/report)
 	@$(PY) -m algd.report $(SWEEP) $(if $(OUT),--out $(OUT))
 
-# The claim check: augmented vs plain Lagrangian energy with the diffusion actor on env=toy, CLAIM_SEEDS seeds each
-# (one population per energy), sized for <= 20 min on 2 CPU cores (2 jobs at a time, 1 thread each); the report is
-# written even if a job failed.
+# The claim check: augmented vs plain Lagrangian energy with the diffusion actor on the toy task in its claim setting
+# (configs/experiment/claim.yaml: critics calibrated before the end), CLAIM_SEEDS seeds each (one population per
+# energy), sized for <= 20 min on 2 CPU cores (2 jobs at a time, 1 thread each); the report is written even if a job
+# failed. CLAIM_ARGS: extra overrides (e.g. total_frames=...).
 CLAIM_SEEDS ?= 5
-CLAIM_ARGS  ?= total_frames=2000 warmup_frames=500 utd=1 eval_every_frames=250 eval_episodes=5 log_every_frames=250
+CLAIM_ARGS  ?=
 CLAIM_DIR   := $(LOGDIR)/claim/$(shell date +%Y-%m-%d_%H-%M-%S)
 claim: $(STAMP) ## Claim check (<= 20 min on 2 cores): augmented vs plain Lagrangian energy, toy task, 5 seeds, + report
-	@$(SWEEP_CMD) ablation=energy env=toy actor=diffusion "seeds=$(call seed_list,$(CLAIM_SEEDS))" \
+	@$(SWEEP_CMD) ablation=energy experiment=claim "seeds=$(call seed_list,$(CLAIM_SEEDS))" \
 		hydra.sweep.dir=$(CLAIM_DIR) $(CLAIM_ARGS) $(ARGS); rc=$$?; \
 		$(PY) -m algd.report $(CLAIM_DIR) && exit $$rc
 

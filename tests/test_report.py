@@ -46,6 +46,28 @@ def test_align_interpolates_inside_each_run_and_stops_shorter_runs():
     assert values[1, :2].tolist() == [0.0, 1.0] and np.isnan(values[1, 2:]).all()
 
 
+def test_run_measures_for_the_tables():
+    from pathlib import Path
+
+    from algd.reporting.runs import Run
+
+    curves = {
+        "eval/return": np.array([[100, -30.0], [200, -20.0]]),
+        "eval/cost": np.array([[100, 9.0], [200, 3.0]]),
+        "lagrange/violation": np.array([[50, 0.5], [150, 0.3], [250, 0.1]]),
+        "train/episode_cost": np.array([[50, 4.0], [100, 6.0], [150, 1.0]]),
+        "calibration/cost_q": np.array([[100, 0.2], [200, 0.4]]),
+        "calibration/cost_to_go": np.array([[100, 2.0], [200, 0.5]]),
+    }
+    m = Run(Path("r"), ["seed=0"], "completed", cost_limit=2.0, curves=curves).measures()
+    assert m == pytest.approx(
+        {"return": -20.0, "cost": 3.0, "violation": 0.1, "above": 1.0, "mean_violation": 0.3, "train_cost": 11.0}
+        | {"cost_q": 0.4, "cost_to_go": 0.5}
+    )
+    below = Run(Path("r"), [], "completed", cost_limit=5.0, curves={"eval/cost": curves["eval/cost"]}).measures()
+    assert below == {"cost": 3.0, "above": 0.0}  # nothing else logged: nothing else measured
+
+
 def test_bad_ablation_name_lists_valid_ones(tmp_path):
     proc = run_train(*overrides("-m ablation=nope env=toy"), tmp_path=tmp_path)
     assert proc.returncode == 2
@@ -72,7 +94,7 @@ def energy_sweep(tmp_path_factory):
 # the curves and the learner's diagnostics (the toy task's 50-step episodes are too short for calibration at γ 0.99)
 PLOTS = {
     *("return.png", "cost.png", "lambda.png", "violation.png", "qc_hat.png", "qc_hat_policy.png"),
-    *("penalty_active.png", "replay_cost.png", "chain_grad_growth.png", "saturation.png"),
+    *("penalty_active.png", "replay_cost.png", "chain_grad_growth.png", "saturation.png", "train_cost.png"),
 }
 
 
@@ -98,6 +120,7 @@ def test_ablate_then_report_writes_plots_and_table(energy_sweep):
     rows = _config_rows((out / "report.md").read_text())
     assert [(r[0], r[1], r[2]) for r in rows] == [("energy=augmented", "2", "200"), ("energy=lagrangian", "2", "200")]
     assert all(r[-1] == "2" for r in rows)  # the toy task's cost limit
+    assert all(r[5].endswith(" of 2") for r in rows)  # seeds above the limit, out of the population's 2
 
 
 def test_report_of_partial_sweep_skips_failed_and_keeps_unfinished_runs(energy_sweep, tmp_path):
@@ -149,3 +172,22 @@ def test_presets_compose():
         for task, frames in budgets.items():
             cfg = compose("train", overrides=[f"experiment=paper_{task}", "paths.output_dir=/tmp/algd-unused"])
             assert (cfg.env.name, cfg.protocol.name, cfg.total_frames) == (task, "paper", frames)
+
+
+def test_claim_setting_composes_with_the_energy_sweep():
+    """make claim's sweep: the energy preset over the claim setting (toy task, scaled reward, γ 0.9, fast targets);
+    h follows γ (spec §1: d·(1 − γ^T)/((1 − γ)·T) with d = 2, T = 50)."""
+    from hydra import compose, initialize_config_dir
+
+    from algd import build
+    from algd.launch.config import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["ablation=energy", "experiment=claim"], return_hydra_config=True)
+    assert list(cfg.hydra.sweeper.params) == ["energy"] and cfg.actor.name == "diffusion"
+    assert (cfg.env.name, cfg.env.reward_scale, cfg.gamma, cfg.cost_gamma) == ("toy", 3.0, 0.9, 0.9)
+    assert (cfg.tau, cfg.polyak_every, cfg.batch_size, cfg.total_frames, cfg.utd) == (0.02, 1, 64, 6000, 1)
+    train_cfg = build.compose(["experiment=claim"])
+    env = build.build_env(train_cfg)
+    assert env.info.cost_limit == 2.0 and env(0).reward_scale == 3.0
+    assert build.cost_target(train_cfg, env.info) == pytest.approx(2 * (1 - 0.9**50) / (0.1 * 50))  # h = 0.398

@@ -280,3 +280,16 @@ def test_toy_env_straight_line_violates_and_detour_is_safe():
     r_random, _ = run(lambda pos: torch.zeros(2))
     assert c_straight >= 9 and c_detour <= 2.0  # default cost limit 2; straight: ≈ 2r/speed = 10 steps inside
     assert r_straight > r_detour > r_random + 30
+
+
+def test_toy_reward_scale_multiplies_the_reward_only():
+    rollouts = []
+    for scale in (1.0, 3.0):
+        env = ToyHazardEnv(seed=4, reward_scale=scale)
+        env.reset()
+        steps = [env.step(TensorDict(action=torch.tensor([1.0, 0.3])))["next"] for _ in range(12)]
+        rollouts.append({k: torch.stack([s[k] for s in steps]) for k in ("reward", "cost", "observation")})
+    plain, scaled = rollouts
+    assert torch.equal(scaled["cost"], plain["cost"]) and plain["cost"].sum() > 0  # it crossed the hazard
+    assert torch.equal(scaled["observation"], plain["observation"])
+    assert torch.allclose(scaled["reward"], 3.0 * plain["reward"]) and (plain["reward"] < 0).all()

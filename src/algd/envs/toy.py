@@ -15,9 +15,10 @@ class ToyHazardEnv(AlgdEnv):
     """A 2-D point must reach a goal; a circular hazard sits on the straight path and costs 1 per step inside.
 
     Start ≈ (−1, 0) (± ``start_noise``), goal (1, 0), hazard centred at the origin with radius ``hazard_radius``.
-    Action a ∈ [−1, 1]² moves the point by ``speed``·a. Reward −‖p − goal‖ per step; the episode is truncated after
-    ``max_episode_steps``. The straight line (best without a constraint) spends ≈ 2r/speed steps in the hazard, far
-    above the default cost limit; the detour around the hazard is safe and only slightly slower.
+    Action a ∈ [−1, 1]² moves the point by ``speed``·a. Reward −``reward_scale``·‖p − goal‖ per step; the episode is
+    truncated after ``max_episode_steps``. The straight line (best without a constraint) spends ≈ 2r/speed steps in
+    the hazard, far above the default cost limit; the detour around the hazard is safe and only slightly slower
+    (``reward_scale`` > 1 makes that delay cost more return against the same cost, i.e. the constraint costlier).
     Observation: [p, goal − p, hazard − p] (6 values).
     """
 
@@ -30,12 +31,13 @@ class ToyHazardEnv(AlgdEnv):
         hazard_radius: float = 0.5,
         speed: float = 0.1,
         start_noise: float = 0.1,
+        reward_scale: float = 1.0,
         seed: int | None = None,
         device: str = "cpu",
     ):
         super().__init__(device=device, batch_size=torch.Size([]))
         self.max_episode_steps, self.hazard_radius = int(max_episode_steps), float(hazard_radius)
-        self.speed, self.start_noise = float(speed), float(start_noise)
+        self.speed, self.start_noise, self.reward_scale = float(speed), float(start_noise), float(reward_scale)
         self.observation_spec = Composite(observation=Unbounded(shape=(6,)), cost=Unbounded(shape=()))
         self.action_spec = Bounded(low=-1.0, high=1.0, shape=(2,))
         self.reward_spec = Unbounded(shape=(1,))
@@ -62,7 +64,7 @@ class ToyHazardEnv(AlgdEnv):
         self._pos = (self._pos + self.speed * action).clamp(-2.0, 2.0)
         self._t += 1
         cost = (self._pos.norm() < self.hazard_radius).float()
-        reward = -(self._pos - self._goal).norm().reshape(1)
+        reward = -self.reward_scale * (self._pos - self._goal).norm().reshape(1)
         truncated = torch.tensor([self._t >= self.max_episode_steps])
         return TensorDict(
             observation=self._obs(),
@@ -116,12 +118,17 @@ class ToyFactory:
         hazard_radius: float = 0.5,
         speed: float = 0.1,
         start_noise: float = 0.1,
+        reward_scale: float = 1.0,
     ):
         self.info = EnvInfo(
             name=name, episode_length=int(max_episode_steps), cost_limit=float(cost_limit), cost_done_mask=False
         )
         self.kwargs = dict(
-            max_episode_steps=max_episode_steps, hazard_radius=hazard_radius, speed=speed, start_noise=start_noise
+            max_episode_steps=max_episode_steps,
+            hazard_radius=hazard_radius,
+            speed=speed,
+            start_noise=start_noise,
+            reward_scale=reward_scale,
         )
 
     def __call__(self, seed: int) -> EnvBase:

@@ -24,10 +24,11 @@ CURVES = {  # tag -> (file stem, axis label)
     "calibration/reward_ratio": ("calibration_reward", "eval min Q / realised return-to-go"),
     "train/chain_grad_growth": ("chain_grad_growth", "chain gradient growth (first step / a⁰)"),
     "train/saturation": ("saturation", "action saturation (|a| > 0.99)"),
+    "train/episode_cost": ("train_cost", "training episode cost"),
 }
 H_LINE = ("lagrange/qc_hat", "lagrange/qc_hat_policy")  # drawn with the runs' h (``lagrange/h``)
 ONE_LINE = ("calibration/cost_ratio", "calibration/reward_ratio", "train/chain_grad_growth")  # drawn with y = 1
-FINAL = ["eval/return", "eval/cost", "lagrange/violation"]  # the table's columns (last point of each run)
+CALIBRATION = ("calibration/cost_q", "calibration/cost_to_go")  # read for the table (the last evaluation's)
 
 
 def read_scalars(tb_dir: Path, tags=CURVES) -> dict[str, np.ndarray]:
@@ -61,6 +62,32 @@ class Run:
         h = self.curves.get("lagrange/h")
         return None if h is None or not len(h) else float(h[-1, 1])
 
+    def last(self, tag: str) -> float | None:
+        """The last logged value of ``tag`` (None if the run has none)."""
+        c = self.curves.get(tag)
+        return None if c is None or not len(c) else float(c[-1, 1])
+
+    def measures(self) -> dict[str, float]:
+        """What the report's tables show of a run, for the tags it logged: ``return``, ``cost``, ``violation`` (the
+        last values), ``above`` (1.0 if the last eval cost exceeds the cost limit, else 0.0), ``mean_violation``
+        (``lagrange/violation`` averaged over the run's logged points), ``train_cost`` (the summed cost of every
+        training episode, warm-up included: the cost paid while learning) and ``cost_q`` / ``cost_to_go`` (the
+        last evaluation's mean Q̂c along its episodes and the realised discounted cost-to-go, where logged)."""
+        out = {}
+        for key, tag in (("return", "eval/return"), ("cost", "eval/cost"), ("violation", "lagrange/violation")):
+            if (v := self.last(tag)) is not None:
+                out[key] = v
+        if "cost" in out and self.cost_limit is not None:
+            out["above"] = float(out["cost"] > self.cost_limit)
+        if len(v := self.curves.get("lagrange/violation", ())):
+            out["mean_violation"] = float(v[:, 1].mean())
+        if len(c := self.curves.get("train/episode_cost", ())):
+            out["train_cost"] = float(c[:, 1].sum())
+        for key, tag in zip(("cost_q", "cost_to_go"), CALIBRATION):
+            if (v := self.last(tag)) is not None:
+                out[key] = v
+        return out
+
     @property
     def seed(self) -> str:
         return next((o.partition("=")[2] for o in self.overrides if o.partition("=")[0] == "seed"), "0")
@@ -76,7 +103,7 @@ def load_run(path: Path) -> Run:
     with contextlib.suppress(Exception):  # no config yet, or a limit that does not resolve: no line is drawn
         run.cost_limit = float(OmegaConf.load(path / ".hydra" / "config.yaml").env.cost_limit)
     if run.status != "failed" and (path / "tb").is_dir():
-        run.curves = read_scalars(path / "tb", [*CURVES, "lagrange/h"])
+        run.curves = read_scalars(path / "tb", [*CURVES, *CALIBRATION, "lagrange/h"])
     return run
 
 

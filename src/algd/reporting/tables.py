@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from algd.errors import ConfigError
-from algd.reporting.runs import CURVES, FINAL, H_LINE, ONE_LINE, Run, find_runs
+from algd.reporting.runs import CURVES, H_LINE, ONE_LINE, Run, find_runs
 from algd.reporting.stats import IQM_MIN_SEEDS, aggregate, align
 
 
@@ -85,32 +85,52 @@ def report(sweep: Path, out: Path | None = None) -> Path:
         f"killed; counted with the points they have), {counts['failed']} failed (skipped).",
         f"Common overrides: `{' '.join(sorted(common)) or '-'}`.",
         "",
-        "Final = the last evaluation (violation: the last logged value) of each run; mean [95 % bootstrap "
-        f"interval] across seeds, IQM where ≥ {IQM_MIN_SEEDS} seeds.",
+        "Final = the last evaluation of each run (violation: the last logged value); mean [95 % bootstrap "
+        f"interval] across seeds, IQM where ≥ {IQM_MIN_SEEDS} seeds. Above the limit: seeds whose final eval cost "
+        "exceeds the cost limit. Mean violation: mean[Q̂c − h]₊ averaged over the run's logged points. Training cost: "
+        "the summed cost of every training episode (warm-up included), the cost paid while learning. Q̂c vs "
+        "realised: the last evaluation's mean Q̂c along its episodes and the realised discounted cost-to-go "
+        "(calibration/*, where the episodes are long enough for the discount).",
         "",
-        "| config | seeds | frames | final return | final cost | final violation | cost limit |",
-        "|---|---|---|---|---|---|---|",
+        "| config | seeds | frames | final return | final cost | above the limit | final violation | mean violation "
+        "| training cost | Q̂c vs realised | cost limit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, rs in groups.items():
-        cells = []
-        for tag in FINAL:
-            finals = [r.curves[tag][-1, 1] for r in rs if len(r.curves.get(tag, ())) > 0]
-            cells.append(_cell(aggregate(finals)) if finals else "-")
+        measured = [r.measures() for r in rs]
+
+        def cell(key: str, measured=measured) -> str:
+            values = [m[key] for m in measured if key in m]
+            return _cell(aggregate(values)) if values else "-"
+
+        above = [m["above"] for m in measured if "above" in m]
         frames = sorted({int(r.curves["eval/return"][-1, 0]) for r in rs})
         span = f"{frames[0]}" if len(frames) == 1 else f"{frames[0]}–{frames[-1]}"
         limits = ",".join(sorted({f"{r.cost_limit:g}" for r in rs if r.cost_limit is not None})) or "-"
+        cells = [
+            cell("return"),
+            cell("cost"),
+            f"{int(sum(above))} of {len(above)}" if above else "-",
+            cell("violation"),
+            cell("mean_violation"),
+            cell("train_cost"),
+            f"{cell('cost_q')} vs {cell('cost_to_go')}" if any("cost_q" in m for m in measured) else "-",
+        ]
         lines.append(f"| {name} | {len(rs)} | {span} | {' | '.join(cells)} | {limits} |")
     lines += [
         "",
         "## Runs",
         "",
-        "| run | status | seed | last eval frame | return | cost | violation |",
-        "|---|---|---|---|---|---|---|",
+        "| run | status | seed | last eval frame | return | cost | violation | mean violation | training cost "
+        "| Q̂c vs realised |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
-        last = {t: r.curves[t][-1] for t in FINAL if len(r.curves.get(t, ())) > 0}
-        frame = f"{int(last['eval/return'][0])}" if "eval/return" in last else "-"
-        vals = [f"{last[t][1]:.2f}" if t in last else "-" for t in FINAL]
+        m = r.measures()
+        frame = f"{int(r.curves['eval/return'][-1, 0])}" if len(r.curves.get("eval/return", ())) else "-"
+        vals = [f"{m[k]:.2f}" if k in m else "-" for k in ("return", "cost", "violation", "mean_violation")]
+        vals.append(f"{m['train_cost']:.0f}" if "train_cost" in m else "-")
+        vals.append(f"{m['cost_q']:.2f} vs {m['cost_to_go']:.2f}" if "cost_q" in m else "-")
         status = f"failed: {r.error.split('; ')[0]}" if r.status == "failed" else r.status
         lines.append(f"| {label(r.config, common)} | {status} | {r.seed} | {frame} | {' | '.join(vals)} |")
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
