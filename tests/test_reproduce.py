@@ -58,12 +58,30 @@ def test_bad_input_is_one_clear_line(args, message, capsys):
 
 
 def test_another_study_in_the_same_folder_is_refused(tmp_path, capsys):
-    (tmp_path / reproduce.MANIFEST).write_text(
+    (tmp_path / reproduce.MANIFEST).write_text(  # the earlier manifest format: one seeds/overrides for all methods
         json.dumps({"task": "toy", "seeds": 3, "methods": ["algd", "sac_lag"], "overrides": TINY})
     )
     with pytest.raises(SystemExit):
         reproduce.main(["toy", "--seeds", "2", "--methods", "algd,sac_lag", "--out", str(tmp_path), *TINY])
-    assert "holds another study (seeds: 3 there, 2 here)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'algd'} was run with other settings (seeds: 3 there, 2 here)" in err
+    with pytest.raises(SystemExit):
+        reproduce.main(["PointButton", "--seeds", "3", "--methods", "algd", "--out", str(tmp_path), *TINY])
+    assert "holds another study (task: toy there, PointButton here)" in capsys.readouterr().err
+
+
+def test_methods_join_a_study_with_seeds_of_their_own(tmp_path):
+    """One folder, one report: sac_lag with 3 seeds now, cal with 2 later; each keeps its own settings."""
+    reproduce.check_manifest(tmp_path, "toy", ["sac_lag"], 3, TINY)
+    reproduce.check_manifest(tmp_path, "toy", ["cal"], 2, TINY)
+    reproduce.check_manifest(tmp_path, "toy", ["sac_lag"], 3, TINY)  # continuing it: the same settings
+    record = json.loads((tmp_path / reproduce.MANIFEST).read_text())
+    assert record == {
+        "task": "toy",
+        "methods": {"sac_lag": {"seeds": 3, "overrides": TINY}, "cal": {"seeds": 2, "overrides": TINY}},
+    }
+    with pytest.raises(reproduce.ConfigError, match="cal was run with other settings \\(seeds: 2 there, 3 here\\)"):
+        reproduce.check_manifest(tmp_path, "toy", ["cal"], 3, TINY)
 
 
 @pytest.mark.slow

@@ -7,7 +7,8 @@ other, on the GPU when CUDA is visible (``trainer=gpu``). Before it starts it ti
 learner here and prints the estimated hours. Each method runs in ``<out>/<method>/`` (default
 ``logs/reproduce/<task>``); running the same command again continues the study: completed methods are skipped,
 an interrupted one is resumed from its checkpoint, a failed one is left as it is (delete its folder to run it
-again). At the end it writes the report (``make report``'s plots and table) with the published numbers beside ours
+again); methods may be added to the folder later, each with its own number of seeds. At the end it writes the
+report (``make report``'s plots and table) of every method in the folder with the published numbers beside ours
 (``data/published.yaml``).
 """
 
@@ -116,18 +117,32 @@ def state(run_dir: Path) -> tuple[str, int | None]:
     )
 
 
-def check_manifest(out: Path, record: dict) -> None:
-    """The study in ``out`` must be this one (same task, seeds, methods and overrides) to be continued."""
+def check_manifest(out: Path, task: str, methods: list[str], seeds: int, overrides: list[str]) -> None:
+    """Record this study's methods in ``out``'s manifest. One folder holds one task; each method in it keeps the seeds
+    and overrides it was started with (to continue it, the same), while methods may be added to the study later
+    with seeds of their own (e.g. ``SEEDS=3`` for one method, ``SEEDS=2`` for another), so that one report covers
+    them all. Reads the earlier manifest format (one seeds/overrides for every method) too."""
     path = out / MANIFEST
-    if path.is_file():
-        old = json.loads(path.read_text())
-        diff = [k for k in record if old.get(k) != record[k]]
+    old = json.loads(path.read_text()) if path.is_file() else {"task": task, "methods": {}}
+    if isinstance(old.get("methods"), list):  # the format before methods were recorded one by one
+        old["methods"] = {m: {"seeds": old.get("seeds"), "overrides": old.get("overrides")} for m in old["methods"]}
+    if old.get("task") != task:
+        raise ConfigError(
+            f"{out} holds another study (task: {old.get('task')} there, {task} here); give another --out (make "
+            "reproduce OUT=...)"
+        )
+    here = {"seeds": seeds, "overrides": list(overrides)}
+    for method in methods:
+        there = old["methods"].get(method)
+        diff = [k for k in here if there is not None and there.get(k) != here[k]]
         if diff:
+            what = ", ".join(f"{k}: {there[k]} there, {here[k]} here" for k in diff)
             raise ConfigError(
-                f"{out} holds another study ({', '.join(f'{k}: {old.get(k)} there, {record[k]} here' for k in diff)});"
-                f" continue it with the same settings, or give another --out (make reproduce OUT=...)"
+                f"{out / method} was run with other settings ({what}); continue it with the same settings, or give "
+                "another --out (make reproduce OUT=...)"
             )
     out.mkdir(parents=True, exist_ok=True)
+    record = {"task": task, "methods": {**old["methods"], **{m: here for m in methods}}}
     path.write_text(json.dumps(record, indent=1) + "\n")
 
 
@@ -240,8 +255,7 @@ def main(argv: list[str] | None = None) -> None:
             raise ConfigError(f"--seeds must be at least 2 (one population per method), got {args.seeds}")
         task = task_overrides(args.task)
         out = Path(args.out or Path("logs") / "reproduce" / args.task)
-        record = {"task": args.task, "seeds": args.seeds, "methods": methods, "overrides": list(args.overrides)}
-        check_manifest(out, record)
+        check_manifest(out, args.task, methods, args.seeds, list(args.overrides))
         print(f"[reproduce] {args.task}: {', '.join(methods)}; {args.seeds} seeds each; in {out}")
         estimate(task, methods, args.seeds, list(args.overrides), out)
         if args.estimate_only:
