@@ -58,12 +58,16 @@ def test_run_measures_for_the_tables():
         "train/episode_cost": np.array([[50, 4.0], [100, 6.0], [150, 1.0]]),
         "calibration/cost_q": np.array([[100, 0.2], [200, 0.4]]),
         "calibration/cost_to_go": np.array([[100, 2.0], [200, 0.5]]),
+        "lagrange/qc_hat": np.array([[50, 0.5], [150, 2.5], [250, 1.0]]),
+        "lagrange/h": np.array([[50, 2.455], [250, 2.455]]),
     }
     m = Run(Path("r"), ["seed=0"], "completed", cost_limit=2.0, curves=curves).measures()
     assert m == pytest.approx(
         {"return": -20.0, "cost": 3.0, "violation": 0.1, "above": 1.0, "mean_violation": 0.3, "train_cost": 11.0}
-        | {"cost_q": 0.4, "cost_to_go": 0.5}
+        | {"cost_q": 0.4, "cost_to_go": 0.5, "qc_reached_h": 150.0}
     )
+    curves["lagrange/qc_hat"][:, 1] = 1.0  # below h throughout
+    assert np.isnan(Run(Path("r"), [], "completed", curves=curves).measures()["qc_reached_h"])
     below = Run(Path("r"), [], "completed", cost_limit=5.0, curves={"eval/cost": curves["eval/cost"]}).measures()
     assert below == {"cost": 3.0, "above": 0.0}  # nothing else logged: nothing else measured
 

@@ -71,8 +71,9 @@ class Run:
         """What the report's tables show of a run, for the tags it logged: ``return``, ``cost``, ``violation`` (the
         last values), ``above`` (1.0 if the last eval cost exceeds the cost limit, else 0.0), ``mean_violation``
         (``lagrange/violation`` averaged over the run's logged points), ``train_cost`` (the summed cost of every
-        training episode, warm-up included: the cost paid while learning) and ``cost_q`` / ``cost_to_go`` (the
-        last evaluation's mean Q̂c along its episodes and the realised discounted cost-to-go, where logged)."""
+        training episode, warm-up included: the cost paid while learning), ``cost_q`` / ``cost_to_go`` (the
+        last evaluation's mean Q̂c along its episodes and the realised discounted cost-to-go, where logged) and
+        ``qc_reached_h`` (the first frame at which λ's Q̂c, ``lagrange/qc_hat``, reached h; NaN if it never did)."""
         out = {}
         for key, tag in (("return", "eval/return"), ("cost", "eval/cost"), ("violation", "lagrange/violation")):
             if (v := self.last(tag)) is not None:
@@ -86,6 +87,9 @@ class Run:
         for key, tag in zip(("cost_q", "cost_to_go"), CALIBRATION):
             if (v := self.last(tag)) is not None:
                 out[key] = v
+        if len(q := self.curves.get("lagrange/qc_hat", ())) and self.h is not None:
+            reached = q[q[:, 1] >= self.h, 0]
+            out["qc_reached_h"] = float(reached[0]) if len(reached) else float("nan")
         return out
 
     @property

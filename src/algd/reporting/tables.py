@@ -60,6 +60,16 @@ def _cell(s: dict[str, float]) -> str:
     )
 
 
+def _reached(frames: list[float]) -> str:
+    """``qc_reached_h`` of some runs as a cell: how many reached h, and at which frames (never: NaN)."""
+    if not frames:
+        return "-"
+    hit = sorted(int(f) for f in frames if f == f)
+    if len(frames) == 1:
+        return str(hit[0]) if hit else "never"
+    return f"{len(hit)} of {len(frames)}" + (f" ({', '.join(map(str, hit))})" if hit else "")
+
+
 def report(sweep: Path, out: Path | None = None) -> Path:
     """Write the plots and ``report.md`` of the runs under ``sweep``; returns the output folder."""
     sweep = Path(sweep)
@@ -90,11 +100,12 @@ def report(sweep: Path, out: Path | None = None) -> Path:
         "exceeds the cost limit. Mean violation: mean[Q̂c − h]₊ averaged over the run's logged points. Training cost: "
         "the summed cost of every training episode (warm-up included), the cost paid while learning. Q̂c vs "
         "realised: the last evaluation's mean Q̂c along its episodes and the realised discounted cost-to-go "
-        "(calibration/*, where the episodes are long enough for the discount).",
+        "(calibration/*, where the episodes are long enough for the discount). Q̂c ≥ h: the seeds whose λ's Q̂c "
+        "(`lagrange/qc_hat`, replay actions) reached h, and the first frame at which each did.",
         "",
         "| config | seeds | frames | final return | final cost | above the limit | final violation | mean violation "
-        "| training cost | Q̂c vs realised | cost limit |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| training cost | Q̂c vs realised | Q̂c ≥ h | cost limit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, rs in groups.items():
         measured = [r.measures() for r in rs]
@@ -115,6 +126,7 @@ def report(sweep: Path, out: Path | None = None) -> Path:
             cell("mean_violation"),
             cell("train_cost"),
             f"{cell('cost_q')} vs {cell('cost_to_go')}" if any("cost_q" in m for m in measured) else "-",
+            _reached([m["qc_reached_h"] for m in measured if "qc_reached_h" in m]),
         ]
         lines.append(f"| {name} | {len(rs)} | {span} | {' | '.join(cells)} | {limits} |")
     lines += [
@@ -122,8 +134,8 @@ def report(sweep: Path, out: Path | None = None) -> Path:
         "## Runs",
         "",
         "| run | status | seed | last eval frame | return | cost | violation | mean violation | training cost "
-        "| Q̂c vs realised |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| Q̂c vs realised | Q̂c ≥ h from frame |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         m = r.measures()
@@ -131,6 +143,7 @@ def report(sweep: Path, out: Path | None = None) -> Path:
         vals = [f"{m[k]:.2f}" if k in m else "-" for k in ("return", "cost", "violation", "mean_violation")]
         vals.append(f"{m['train_cost']:.0f}" if "train_cost" in m else "-")
         vals.append(f"{m['cost_q']:.2f} vs {m['cost_to_go']:.2f}" if "cost_q" in m else "-")
+        vals.append(_reached([m["qc_reached_h"]]) if "qc_reached_h" in m else "-")
         status = f"failed: {r.error.split('; ')[0]}" if r.status == "failed" else r.status
         lines.append(f"| {label(r.config, common)} | {status} | {r.seed} | {frame} | {' | '.join(vals)} |")
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
