@@ -330,3 +330,13 @@ def test_bench_breakdown_covers_the_update_and_the_yardstick():
     for ms in (ours, sac):
         assert 0 < ms["matmul"] < ms["total_profiled"]
     assert ours["critic"] > 0 and ours["cost_critic"] > 0 and ours["actor"] > 0 and ours["score_target"] == 0
+
+
+def test_bench_collection_runs_the_training_policy_wrapper():
+    """``make bench``'s collection timing builds the training Collector around a random actor (it broke when the
+    policy wrapper started reading ``actor.population``); a few frames, the rates and their ratio come out."""
+    from algd.bench.loops import collect_fps
+
+    out = collect_fps("SafetyPointGoal1-v0", frames=20, repeats=1)
+    assert out["raw_fps"] > 0 and out["collector_fps"] > 0
+    assert out["ratio"] == pytest.approx(out["collector_fps"] / out["raw_fps"])

@@ -19,6 +19,8 @@ class RandomActor(nn.Module):
     """An actor whose ``act`` draws uniform actions in [−1, 1]: the collector pays for the training policy wrapper
     (``as_policy``) but not for a network."""
 
+    population = 1  # one env, one state at a time (``as_policy`` reads it)
+
     def __init__(self, act_dim: int):
         super().__init__()
         self.act_dim = act_dim
