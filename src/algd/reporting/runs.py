@@ -59,8 +59,7 @@ class Run:
     @property
     def h(self) -> float | None:
         """The run's cost target h (the last logged ``lagrange/h``), if it logged one."""
-        h = self.curves.get("lagrange/h")
-        return None if h is None or not len(h) else float(h[-1, 1])
+        return self.last("lagrange/h")
 
     def last(self, tag: str) -> float | None:
         """The last logged value of ``tag`` (None if the run has none)."""

@@ -64,7 +64,7 @@ def _reached(frames: list[float]) -> str:
     """``qc_reached_h`` of some runs as a cell: how many reached h, and at which frames (never: NaN)."""
     if not frames:
         return "-"
-    hit = sorted(int(f) for f in frames if f == f)
+    hit = sorted(int(f) for f in frames if not np.isnan(f))
     if len(frames) == 1:
         return str(hit[0]) if hit else "never"
     return f"{len(hit)} of {len(frames)}" + (f" ({', '.join(map(str, hit))})" if hit else "")
