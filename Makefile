@@ -108,9 +108,9 @@ claim: $(STAMP) ## Claim check (<= 20 min on 2 cores): augmented vs plain Lagran
 
 # The paper's study for one task (algd.reproduce): ALGD, algd_reference, the plain-Lagrangian energy, SAC-Lag and
 # CAL-like on experiment=paper_<TASK>, SEEDS seeds each as one population; prints an estimate first; the same command
-# continues an interrupted study; ESTIMATE=1 only prints the estimate.
+# continues an interrupted study; ESTIMATE=1 only prints the estimate; JOBS: methods at a time (default 2 on a CPU).
 TASK    ?=
 METHODS ?=
-reproduce: $(STAMP) ## The paper's study for one task: make reproduce TASK=<task> [SEEDS=5] [METHODS=a,b] [OUT=<dir>] [ESTIMATE=1] [ARGS=...]
+reproduce: $(STAMP) ## The paper's study for one task: make reproduce TASK=<task> [SEEDS=5] [METHODS=a,b] [JOBS=2] [OUT=<dir>] [ESTIMATE=1] [ARGS=...]
 	@$(PY) -m algd.reproduce $(TASK) --seeds $(if $(filter command environment,$(firstword $(origin SEEDS))),$(SEEDS),5) $(if $(METHODS),--methods $(METHODS)) \
-		$(if $(OUT),--out $(OUT)) $(if $(ESTIMATE),--estimate-only) $(ARGS)
+		$(if $(filter command environment,$(firstword $(origin JOBS))),--jobs $(JOBS)) $(if $(OUT),--out $(OUT)) $(if $(ESTIMATE),--estimate-only) $(ARGS)

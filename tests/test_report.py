@@ -72,6 +72,18 @@ def test_run_measures_for_the_tables():
     assert below == {"cost": 3.0, "above": 0.0}  # nothing else logged: nothing else measured
 
 
+def test_runs_differing_only_in_seed_or_threads_are_one_configuration():
+    """A method resumed with other torch threads (make reproduce JOBS=2) stays in its group of the report."""
+    from pathlib import Path
+
+    from algd.reporting.runs import Run
+
+    a = Run(Path("a"), ["experiment=cal", "seeds=[0,1]", "trainer.threads=1"], "completed")
+    b = Run(Path("b"), ["experiment=cal", "seed=3", "seeds=[0,1]"], "completed")
+    assert a.config == b.config == ("experiment=cal", "seeds=[0,1]")
+    assert Run(Path("c"), ["experiment=cal", "trainer.precision=32-true"], "completed").config != a.config
+
+
 def test_bad_ablation_name_lists_valid_ones(tmp_path):
     proc = run_train(*overrides("-m ablation=nope env=toy"), tmp_path=tmp_path)
     assert proc.returncode == 2

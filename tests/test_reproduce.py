@@ -87,9 +87,13 @@ def test_methods_join_a_study_with_seeds_of_their_own(tmp_path):
 @pytest.mark.slow
 def test_a_tiny_study_runs_reports_and_continues(tmp_path):
     out = tmp_path / "study"
-    proc = study(out)
+    proc = study(out, "--jobs", "2")  # both methods at once, each writing to its log
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[reproduce] estimate: ≈ " in proc.stdout and "population updates/s" in proc.stdout
+    assert "h of wall time with 2 methods at a time" in proc.stdout and "2 methods, 2 at a time" in proc.stdout
+    for method in ("algd", "sac_lag"):
+        assert f"[{method}] [algd] run dir: {out / method}" in proc.stdout  # its lines, prefixed with its name
+        assert "[algd] run dir:" in (out / f"{method}.log").read_text()
     assert "done: 2 of 2 methods completed" in proc.stdout
     for method in ("algd", "sac_lag"):
         assert json.loads((out / method / "status.json").read_text())["status"] == "completed"

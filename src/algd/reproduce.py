@@ -2,9 +2,10 @@
 ``algd-reproduce``, ``make reproduce TASK=<task> [SEEDS=5]``).
 
 Runs every method of :data:`METHODS` on the task's paper preset (``experiment=paper_<task>``: its budget and protocol;
-UTD 10, the paper's, is the default), each method's seeds as one population (``seeds=[0..S-1]``), one after the
-other, on the GPU when CUDA is visible (``trainer=gpu``). Before it starts it times a few updates of each method's
-learner here and prints the estimated hours. Each method runs in ``<out>/<method>/`` (default
+UTD 10, the paper's, is the default), each method's seeds as one population (``seeds=[0..S-1]``), on the GPU when
+CUDA is visible (``trainer=gpu``, one method at a time), else ``--jobs`` methods at a time (default 2 where the CPU
+has ≥ 2 cores, each with its share of the torch threads; :mod:`algd.launch.jobs`). Before it starts it times a few
+updates of each method's learner here and prints the estimated hours. Each method runs in ``<out>/<method>/`` (default
 ``logs/reproduce/<task>``); running the same command again continues the study: completed methods are skipped,
 an interrupted one is resumed from its checkpoint, a failed one is left as it is (delete its folder to run it
 again); methods may be added to the folder later, each with its own number of seeds. At the end it writes the
@@ -16,12 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from algd.errors import ConfigError
+from algd.launch.config import override_key
+from algd.launch.jobs import Job, makespan, run_parallel, threads_per_job
 
 # method -> its overrides (spec §9; issue 18 item 3)
 METHODS = {
@@ -146,33 +150,65 @@ def check_manifest(out: Path, task: str, methods: list[str], seeds: int, overrid
     path.write_text(json.dumps(record, indent=1) + "\n")
 
 
-def estimate(task: list[str], methods: list[str], seeds: int, extra: list[str], out: Path) -> float:
-    """Time a few updates of each method still to run and print the estimated hours (learner only)."""
-    total = 0.0
+def estimate(
+    task: list[str],
+    methods: list[str],
+    seeds: int,
+    extra: list[str],
+    out: Path,
+    jobs: int = 1,
+    threads: int | None = None,
+) -> float:
+    """Time a few updates of each method still to run (with ``threads`` torch threads, as each of ``jobs`` parallel
+    runs will have them) and print the estimated hours (learner only); returns the wall hours."""
+    import torch
+
+    hours = []
     print(
-        f"[reproduce] timing 3 × {TIMED_UPDATES} updates of each method's learner ({seeds} seeds as one population) ..."
+        f"[reproduce] timing 3 × {TIMED_UPDATES} updates of each method's learner ({seeds} seeds as one population"
+        + (f", {threads} thread{'s' if threads > 1 else ''}" if threads else "")
+        + ") ..."
     )
-    for method in methods:
-        overrides = method_overrides(method, task, seeds, extra)
-        status, frame = state(out / method)
-        if status in ("completed", "failed"):
-            print(f"[reproduce]   {method:15s} {status}, not run again")
-            continue
-        cfg = method_config(overrides)
-        rate = population_updates_per_s(cfg, seeds)
-        updates, left = budget_updates(cfg), budget_updates(cfg, frame or 0)  # (an interrupted run: what is left)
-        hours = left / rate / 3600
-        total += hours
-        print(
-            f"[reproduce]   {method:15s} {rate:7.1f} population updates/s ({rate * seeds:.1f} seed-updates/s): "
-            f"{left:,} of {updates:,} updates per seed left, ≈ {hours:.2f} h"
-        )
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        for method in methods:
+            overrides = method_overrides(method, task, seeds, extra)
+            status, frame = state(out / method)
+            if status in ("completed", "failed"):
+                print(f"[reproduce]   {method:15s} {status}, not run again")
+                continue
+            cfg = method_config(overrides)
+            rate = population_updates_per_s(cfg, seeds)
+            updates, left = budget_updates(cfg), budget_updates(cfg, frame or 0)  # (an interrupted run: what is left)
+            hours.append(left / rate / 3600)
+            print(
+                f"[reproduce]   {method:15s} {rate:7.1f} population updates/s ({rate * seeds:.1f} seed-updates/s): "
+                f"{left:,} of {updates:,} updates per seed left, ≈ {hours[-1]:.2f} h"
+            )
+    finally:
+        torch.set_num_threads(before)
+    wall = makespan(hours, jobs)
     print(
-        f"[reproduce] estimate: ≈ {total:.2f} h of updates on this machine; collection and evaluation come on top "
-        f"(the whole loop ran 10–30 % slower than its learner in docs/performance.md)",
+        f"[reproduce] estimate: ≈ {sum(hours):.2f} h of updates on this machine"
+        + (f", ≈ {wall:.2f} h of wall time with {jobs} methods at a time" if jobs > 1 else "")
+        + "; collection and evaluation come on top (the whole loop ran 10–30 % slower than its learner in "
+        "docs/performance.md)",
         flush=True,
     )
-    return total
+    return wall
+
+
+def default_jobs(pending: int) -> int:
+    """Methods run at a time unless ``--jobs`` says: 1 on a GPU (one device for all); on a CPU 2 where it has ≥ 2
+    cores (two processes with half the cores each made 1.2–1.4× the updates of one with all of them on 2 cores,
+    docs/performance.md), never more than the methods left to run."""
+    import torch
+
+    if torch.cuda.is_available():
+        return 1
+    return max(1, min(2, os.cpu_count() or 1, pending))
 
 
 def run_forwarding_signals(cmd: list[str]) -> int:
@@ -192,26 +228,61 @@ def run_forwarding_signals(cmd: list[str]) -> int:
             signal.signal(sig, handler)
 
 
-def run_method(method: str, overrides: list[str], run_dir: Path) -> str:
-    """Start or resume one method's run as a subprocess; returns its final state."""
-    status, _ = state(run_dir)
-    if status in ("completed", "failed"):
-        print(
-            f"[reproduce] {method}: {status} in {run_dir}, not run again"
-            + (" (delete the folder to run it again)" if status == "failed" else "")
-        )
-        return status
-    if status == "interrupted":
-        args = [f"resume={run_dir}"]
-        print(f"[reproduce] {method}: resuming {run_dir}", flush=True)
-    else:
-        args = [*overrides, f"hydra.run.dir={run_dir}"]
-        print(f"[reproduce] {method}: algd-train {' '.join(overrides)}", flush=True)
-    returncode = run_forwarding_signals([sys.executable, "-m", "algd.train", *args])
+def method_command(overrides: list[str], run_dir: Path, runtime: list[str]) -> tuple[list[str], str]:
+    """The command that starts (or, interrupted, resumes) one method's run, and a line that says which;
+    ``runtime``: overrides of this invocation only (e.g. ``trainer.threads``)."""
+    if state(run_dir)[0] == "interrupted":
+        return [sys.executable, "-m", "algd.train", f"resume={run_dir}", *runtime], f"resuming {run_dir}"
+    args = [*overrides, *runtime]
+    return [sys.executable, "-m", "algd.train", *args, f"hydra.run.dir={run_dir}"], f"algd-train {' '.join(args)}"
+
+
+def outcome(run_dir: Path, returncode: int) -> str:
+    """completed | failed | interrupted: how a method's run ended."""
     final, _ = state(run_dir)
-    if returncode != 0 and final != "failed":
-        final = "interrupted"
-    return final
+    return "interrupted" if returncode != 0 and final != "failed" else final
+
+
+def run_methods(todo: dict[str, list[str]], out: Path, jobs: int, runtime: list[str]) -> dict[str, str]:
+    """Run each method (name → its overrides) in ``out/<method>``, ``jobs`` at a time; returns each one's final
+    state. Completed and failed methods are not run again. One at a time, a run writes to this terminal; several
+    at a time, each writes to ``out/<method>.log`` and its lines appear here prefixed with its name."""
+    results: dict[str, str] = {}
+    pending = []
+    for method in todo:
+        status, _ = state(out / method)
+        if status in ("completed", "failed"):
+            print(
+                f"[reproduce] {method}: {status} in {out / method}, not run again"
+                + (" (delete the folder to run it again)" if status == "failed" else "")
+            )
+            results[method] = status
+        else:
+            pending.append(method)
+    if jobs <= 1:
+        for method in pending:
+            cmd, what = method_command(todo[method], out / method, runtime)
+            print(f"[reproduce] {method}: {what}", flush=True)
+            results[method] = outcome(out / method, run_forwarding_signals(cmd))
+            if results[method] == "interrupted":
+                break
+        return results
+
+    def start(job: Job) -> None:
+        print(f"[reproduce] {job.name}: {job.note} (its output: {job.log})", flush=True)
+
+    def end(job: Job) -> bool:
+        results[job.name] = outcome(out / job.name, job.returncode)
+        print(f"[reproduce] {job.name}: {results[job.name]}", flush=True)
+        return results[job.name] != "interrupted"
+
+    queue = []
+    for method in pending:
+        cmd, what = method_command(todo[method], out / method, runtime)
+        queue.append(Job(method, cmd, out / f"{method}.log", note=what))
+    print(f"[reproduce] {len(queue)} methods, {jobs} at a time, {', '.join(runtime) or 'default threads'}")
+    run_parallel(queue, jobs, on_start=start, on_end=end)
+    return results
 
 
 def published_section(task: str) -> list[str]:
@@ -241,6 +312,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeds per method (one population each; default 5)")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {', '.join(METHODS)}")
     parser.add_argument("--out", help="the study's folder (default logs/reproduce/<task>)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="methods run at a time, each with cores ÷ jobs torch threads (default: 2 on a CPU with ≥ 2 cores, "
+        "1 on a GPU)",
+    )
     parser.add_argument("--estimate-only", action="store_true", help="print the estimate and stop")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every method (e.g. total_frames=...)")
     args = parser.parse_intermixed_args(argv)
@@ -251,24 +329,30 @@ def main(argv: list[str] | None = None) -> None:
         unknown = [m for m in methods if m not in METHODS]
         if unknown or not methods:
             raise ConfigError(f"unknown method {', '.join(unknown) or '(none)'}; valid methods: {', '.join(METHODS)}")
+        if args.jobs is not None and args.jobs < 1:
+            raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
         if args.seeds < 2:
             raise ConfigError(f"--seeds must be at least 2 (one population per method), got {args.seeds}")
         task = task_overrides(args.task)
         out = Path(args.out or Path("logs") / "reproduce" / args.task)
         check_manifest(out, args.task, methods, args.seeds, list(args.overrides))
+        pending = [m for m in methods if state(out / m)[0] not in ("completed", "failed")]
+        jobs = min(args.jobs or default_jobs(len(pending)), max(1, len(pending)))  # (no slot without a method)
+        own_threads = any(override_key(o) == "trainer.threads" for o in args.overrides)
+        threads = threads_per_job(jobs) if jobs > 1 and not own_threads else None
+        runtime = [f"trainer.threads={threads}"] if threads else []
         print(f"[reproduce] {args.task}: {', '.join(methods)}; {args.seeds} seeds each; in {out}")
-        estimate(task, methods, args.seeds, list(args.overrides), out)
+        estimate(task, methods, args.seeds, list(args.overrides), out, jobs, threads)
         if args.estimate_only:
             return
-        results = {}
-        for method in methods:
-            results[method] = run_method(
-                method, method_overrides(method, task, args.seeds, args.overrides), out / method
+        todo = {m: method_overrides(m, task, args.seeds, args.overrides) for m in methods}
+        results = run_methods(todo, out, jobs, runtime)
+        interrupted = [m for m, s in results.items() if s == "interrupted"]
+        if interrupted or len(results) < len(methods):
+            raise SystemExit(
+                f"[reproduce] {', '.join(interrupted) or 'the study'} was interrupted; run the same command again to "
+                "continue the study"
             )
-            if results[method] == "interrupted":
-                raise SystemExit(
-                    f"[reproduce] {method} was interrupted; run the same command again to continue the study"
-                )
         from algd.reporting.tables import report
 
         report_dir = report(out)

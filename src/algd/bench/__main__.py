@@ -9,6 +9,7 @@
   training (same env, a policy returning random actions), on PointGoal1 and PointButton1 (paper protocol);
 - ``train_fps``: env frames/s of the real training loop (DataModule → Lightning ``Trainer`` → ``update``, UTD 10) on
   PointButton1 once learning has started, with the updates/s seen inside Lightning;
+- ``jobs_vs_threads``: one process with every core against two with half each (``make reproduce JOBS=``);
 - ``options`` (``--options``): directions measured but not used (CPU bf16 autocast, ``torch.compile``), updates/s;
 - ``--ref <checkout>``: the authors' DDPM update (github Wenxuan52/ALGD, their learner only, CPU-patched at run time)
   and ours under ``experiment=algd_reference``, in the same interleaved rounds; ``ratio_ours_to_authors``.

@@ -9,6 +9,7 @@ import torch
 
 from algd.bench.learner import autocast_bf16, compile_critics, flops_per_update, learner_updates_per_s, update_breakdown
 from algd.bench.loops import collect_fps, collector_wrapper_ab, render_fps, train_fps
+from algd.bench.parallel import jobs_vs_threads
 from algd.bench.report import machine_record, print_cpu_report, write_result
 from algd.bench.sac import minimal_sac_flops, minimal_sac_updates_per_s
 from algd.bench.timing import device_name, peak_matmul_gflops
@@ -70,6 +71,8 @@ def run_cpu(args) -> None:
     result["population_per_seed_ratio"] = {
         p: {size: rates[size] / rates[1] for size in POPULATIONS} for p, rates in pop.items()
     }
+    print("[bench] one process with every core vs two with half each (make reproduce JOBS=) ...", flush=True)
+    result["jobs_vs_threads"] = jobs_vs_threads()
     result["update_ms_breakdown"] = {
         name: update_breakdown(name, args.updates) for name in ["diffusion", "gaussian", "minimal_sac"]
     }

@@ -63,6 +63,12 @@ def print_cpu_report(result: dict) -> None:
         for p, rates in result["population_seed_updates_per_s"].items():
             ratios = result["population_per_seed_ratio"][p]
             print(f"  {p:<11} " + "   ".join(f"S={s} {v:6.1f} ({ratios[s]:.2f}×)" for s, v in rates.items()))
+    if "jobs_vs_threads" in result:
+        jt = result["jobs_vs_threads"]
+        print(f"\none process with {jt['cores']} threads vs two at once (diffusion learner, seed-updates/s, summed):")
+        for size, rates in ((k, v) for k, v in jt.items() if isinstance(v, dict)):
+            one, two = (v for k, v in rates.items() if k != "ratio")
+            print(f"  S={size}  one {one:6.1f}   two {two:6.1f}   ({rates['ratio']:.2f}×)")
     print("\nupdate breakdown (ms per update, profiled):")
     for name, phases in result["update_ms_breakdown"].items():
         print(f"  {name:<12} " + "  ".join(f"{k} {v:.1f}" for k, v in phases.items()))

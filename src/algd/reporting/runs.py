@@ -43,6 +43,9 @@ def read_scalars(tb_dir: Path, tags=CURVES) -> dict[str, np.ndarray]:
     }
 
 
+NOT_CONFIG = ("seed", "trainer.threads")
+
+
 @dataclass
 class Run:
     path: Path
@@ -54,7 +57,9 @@ class Run:
 
     @property
     def config(self) -> tuple[str, ...]:
-        return tuple(sorted(o for o in self.overrides if o.partition("=")[0].lstrip("+~") != "seed"))
+        """The run's overrides less those that do not change what it learns (its seed, its torch threads): runs
+        that differ only there are seeds of one configuration."""
+        return tuple(sorted(o for o in self.overrides if o.partition("=")[0].lstrip("+~") not in NOT_CONFIG))
 
     @property
     def h(self) -> float | None:
