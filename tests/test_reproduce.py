@@ -75,10 +75,12 @@ def test_methods_join_a_study_with_seeds_of_their_own(tmp_path):
     reproduce.check_manifest(tmp_path, "toy", ["sac_lag"], 3, TINY)
     reproduce.check_manifest(tmp_path, "toy", ["cal"], 2, TINY)
     reproduce.check_manifest(tmp_path, "toy", ["sac_lag"], 3, TINY)  # continuing it: the same settings
+    reproduce.check_manifest(tmp_path, "toy", ["sac_lag"], 3, [*TINY, "trainer.threads=2"])  # threads: free
     record = json.loads((tmp_path / reproduce.MANIFEST).read_text())
+    study = [o for o in TINY if not o.startswith("trainer.threads=")]
     assert record == {
         "task": "toy",
-        "methods": {"sac_lag": {"seeds": 3, "overrides": TINY}, "cal": {"seeds": 2, "overrides": TINY}},
+        "methods": {"sac_lag": {"seeds": 3, "overrides": study}, "cal": {"seeds": 2, "overrides": study}},
     }
     with pytest.raises(reproduce.ConfigError, match="cal was run with other settings \\(seeds: 2 there, 3 here\\)"):
         reproduce.check_manifest(tmp_path, "toy", ["cal"], 3, TINY)

@@ -36,6 +36,7 @@ METHODS = {
     "cal": ["experiment=cal"],
 }
 MANIFEST = "reproduce.json"
+RUNTIME_KEYS = ("trainer.threads",)  # overrides that change how fast a run goes, not what it learns: not recorded
 PUBLISHED = Path(__file__).resolve().parents[2] / "data" / "published.yaml"
 TIMED_UPDATES = 10
 
@@ -121,11 +122,17 @@ def state(run_dir: Path) -> tuple[str, int | None]:
     )
 
 
+def study_overrides(overrides: list[str]) -> list[str]:
+    """The overrides that make the study what it is: all but :data:`RUNTIME_KEYS`."""
+    return [o for o in overrides if override_key(o) not in RUNTIME_KEYS]
+
+
 def check_manifest(out: Path, task: str, methods: list[str], seeds: int, overrides: list[str]) -> None:
     """Record this study's methods in ``out``'s manifest. One folder holds one task; each method in it keeps the seeds
     and overrides it was started with (to continue it, the same), while methods may be added to the study later
     with seeds of their own (e.g. ``SEEDS=3`` for one method, ``SEEDS=2`` for another), so that one report covers
-    them all. Reads the earlier manifest format (one seeds/overrides for every method) too."""
+    them all. ``trainer.threads`` is not part of it (a study may continue with other threads, e.g. ``JOBS=1``).
+    Reads the earlier manifest format (one seeds/overrides for every method) too."""
     path = out / MANIFEST
     old = json.loads(path.read_text()) if path.is_file() else {"task": task, "methods": {}}
     if isinstance(old.get("methods"), list):  # the format before methods were recorded one by one
@@ -135,9 +142,11 @@ def check_manifest(out: Path, task: str, methods: list[str], seeds: int, overrid
             f"{out} holds another study (task: {old.get('task')} there, {task} here); give another --out (make "
             "reproduce OUT=...)"
         )
-    here = {"seeds": seeds, "overrides": list(overrides)}
+    here = {"seeds": seeds, "overrides": study_overrides(overrides)}
     for method in methods:
         there = old["methods"].get(method)
+        if there is not None:  # (a manifest written before the threads were left out of it)
+            there = {**there, "overrides": study_overrides(there.get("overrides") or [])}
         diff = [k for k in here if there is not None and there.get(k) != here[k]]
         if diff:
             what = ", ".join(f"{k}: {there[k]} there, {here[k]} here" for k in diff)
@@ -335,17 +344,21 @@ def main(argv: list[str] | None = None) -> None:
             raise ConfigError(f"--seeds must be at least 2 (one population per method), got {args.seeds}")
         task = task_overrides(args.task)
         out = Path(args.out or Path("logs") / "reproduce" / args.task)
-        check_manifest(out, args.task, methods, args.seeds, list(args.overrides))
+        # the study's settings (recorded, kept) and this invocation's torch threads (free to change on continuing)
+        study = study_overrides(args.overrides)
+        runtime = [o for o in args.overrides if o not in study]
+        check_manifest(out, args.task, methods, args.seeds, study)
         pending = [m for m in methods if state(out / m)[0] not in ("completed", "failed")]
         jobs = min(args.jobs or default_jobs(len(pending)), max(1, len(pending)))  # (no slot without a method)
-        own_threads = any(override_key(o) == "trainer.threads" for o in args.overrides)
-        threads = threads_per_job(jobs) if jobs > 1 and not own_threads else None
-        runtime = [f"trainer.threads={threads}"] if threads else []
+        if jobs > 1 and not runtime:
+            runtime = [f"trainer.threads={threads_per_job(jobs)}"]
+        value = runtime[-1].partition("=")[2] if runtime else ""
+        threads = int(value) if value.isdigit() else None
         print(f"[reproduce] {args.task}: {', '.join(methods)}; {args.seeds} seeds each; in {out}")
-        estimate(task, methods, args.seeds, list(args.overrides), out, jobs, threads)
+        estimate(task, methods, args.seeds, study, out, jobs, threads)
         if args.estimate_only:
             return
-        todo = {m: method_overrides(m, task, args.seeds, args.overrides) for m in methods}
+        todo = {m: method_overrides(m, task, args.seeds, study) for m in methods}
         results = run_methods(todo, out, jobs, runtime)
         interrupted = [m for m, s in results.items() if s == "interrupted"]
         if interrupted or len(results) < len(methods):
