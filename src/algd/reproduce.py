@@ -25,7 +25,7 @@ from pathlib import Path
 
 from algd.errors import ConfigError
 from algd.launch.config import override_key
-from algd.launch.jobs import Job, makespan, run_parallel, threads_per_job
+from algd.launch.jobs import SIGNALS, Job, makespan, run_parallel, threads_per_job
 
 # method -> its overrides (spec §9; issue 18 item 3)
 METHODS = {
@@ -229,7 +229,7 @@ def run_forwarding_signals(cmd: list[str]) -> int:
         if proc.poll() is None:
             proc.send_signal(signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    previous = {sig: signal.signal(sig, forward) for sig in SIGNALS}
     try:
         return proc.wait()
     finally:
