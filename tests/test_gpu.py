@@ -91,3 +91,78 @@ def test_trainer_gpu_trains_and_resumes(tmp_path, graphs):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "[algd] done: 450 frames, 350 updates" in resumed.stdout
     assert [e.step for e in scalars(run_dir)["eval/return"]] == [150, 300, 450]
+
+
+def _device_replay(rows: int = 600):
+    from algd.bench.learner import random_batch
+    from algd.data.replay import DeviceSampler, make_buffer
+
+    buffer = make_buffer(1000, 256, device="cuda")
+    buffer.extend(random_batch(rows, device="cuda", events=True))
+    sampler = DeviceSampler([buffer], 256)
+    sampler.refresh()
+    return buffer, sampler
+
+
+def test_k_updates_in_one_graph_equal_k_eager_updates():
+    """trainer.updates_per_graph: 4 updates with their replay sampling in one CUDA graph make the same updates as 4
+    eager ones drawing the same indices (same CUDA RNG seed before each chunk), Polyak steps included."""
+    _need_cuda()
+    from algd.bench.learner import bench_learner
+    from algd.learner.graphs import GraphedUpdates
+
+    torch.manual_seed(0)
+    eager = bench_learner("diffusion", "cuda", graphs=True)
+    graphed = bench_learner("diffusion", "cuda", graphs=True)
+    graphed.load_state_dict(eager.state_dict())
+    eager.cuda_graphs = False
+    _, sampler = _device_replay()
+    graphed._chunks[(4, 0)] = GraphedUpdates(graphed, sampler, 4, 0)  # capture first (its warm-up draws)
+    assert all(torch.equal(p1, p2) for p1, p2 in zip(eager.parameters(), graphed.parameters()))
+    for r in range(3):
+        for model in (eager, graphed):
+            torch.cuda.manual_seed(300 + r)
+            model.update_many(sampler, 4)
+        diffs = {
+            name: (p1 - p2).abs().max().item() for (name, p1), p2 in zip(eager.named_parameters(), graphed.parameters())
+        }
+        worst = max(diffs, key=diffs.get)
+        assert diffs[worst] < 1e-4, f"chunk {r}: {worst} differs by {diffs[worst]:.3g}"
+    assert eager.updates == graphed.updates == 12 and list(graphed._chunks) == [(4, 0)]
+    m1, m2 = eager.pop_metrics(), graphed.pop_metrics()
+    assert m1.keys() == m2.keys()
+    assert all(abs(m1[k] - m2[k]) <= 1e-3 * (1 + abs(m1[k])) for k in m1), {k: (m1[k], m2[k]) for k in m1}
+
+
+def test_a_non_finite_loss_inside_a_graph_of_updates_is_caught_after_it():
+    _need_cuda()
+    from algd.bench.learner import bench_learner
+    from algd.learner.module import NonFiniteLossError
+
+    model = bench_learner("diffusion", "cuda", graphs=True)
+    buffer, sampler = _device_replay()
+    model.update_many(sampler, 4)  # captured and replayed: finite
+    buffer.storage._storage["next", "reward"].fill_(float("nan"))  # every row's reward, in place (same addresses)
+    with pytest.raises(NonFiniteLossError, match="non-finite loss/critic"):
+        model.update_many(sampler, 4)
+    assert model.updates == 4  # the failed chunk is not counted
+
+
+def test_trainer_gpu_with_several_updates_per_graph_trains_and_resumes(tmp_path):
+    _need_cuda()
+    args = [
+        *(a for a in TOY if a != "utd=1"),
+        "utd=2",
+        "trainer=gpu",
+        "trainer.updates_per_graph=10",
+        "total_frames=300",
+    ]
+    proc = run_train(*args, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[algd] done: 300 frames, 400 updates" in proc.stdout
+    (run_dir,) = run_dirs(tmp_path)
+    resumed = run_train(f"resume={run_dir}", "total_frames=450", tmp_path=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "[algd] done: 450 frames, 700 updates" in resumed.stdout
+    ckpt = load_ckpt(run_dir / "checkpoints" / "last.ckpt")
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())

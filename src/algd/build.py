@@ -13,7 +13,7 @@ from functools import partial
 from algd.errors import ConfigError
 
 # Keys of the trainer group that are algd's, not Lightning Trainer arguments.
-RUNTIME_TRAINER_KEYS = ("threads", "cuda_graphs", "precision")
+RUNTIME_TRAINER_KEYS = ("threads", "cuda_graphs", "precision", "updates_per_graph")
 
 
 def instantiate(node, drop=("name",), **kwargs):
@@ -133,11 +133,15 @@ def build_components(cfg, device: Device, population: int = 1) -> dict:
 
 def build_data(cfg, factory, device: Device, seeds: list[int] | None = None):
     """The DataModule (``data/``): env, collector, replay buffer on the learner's device; given ``seeds``, a
-    population's (:class:`algd.data.population.PopulationDataModule`: one env per seed)."""
+    population's (:class:`algd.data.population.PopulationDataModule`: one env per seed). With CUDA graphs,
+    ``trainer.updates_per_graph`` updates at a time, their replay sampling on the device."""
+    chunks = {"updates_per_step": int(cfg.trainer.get("updates_per_graph") or 1) if device.cuda_graphs else 1}
     if seeds:
         target = "algd.data.population.PopulationDataModule"
-        return instantiate(cfg.data, env_factory=factory, device=device.name, _target_=target, seeds=list(seeds))
-    return instantiate(cfg.data, env_factory=factory, device=device.name)
+        return instantiate(
+            cfg.data, env_factory=factory, device=device.name, _target_=target, seeds=list(seeds), **chunks
+        )
+    return instantiate(cfg.data, env_factory=factory, device=device.name, **chunks)
 
 
 def build_learner(cfg, specs: dict, info, device: Device, components: dict | None = None, population: int = 1):

@@ -120,6 +120,7 @@ TRAINER = Schema(
     {
         "accelerator": one_of("cpu", "gpu", "cuda", "auto", text="one of cpu, gpu, auto"),
         "cuda_graphs": one_of(True, False, text="true or false"),
+        "updates_per_graph": integer(1),
         "threads": optional(integer(1), "null (torch's default) or an integer >= 1"),
         "precision": one_of(*PRECISIONS, text="one of 32-true, bf16-mixed, auto"),
     }

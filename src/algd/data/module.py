@@ -3,6 +3,9 @@
 Its train loader is a lazy generator: collect ``frames_per_batch`` frames → extend the buffer → yield
 ``utd × (learning frames)`` freshly sampled batches, until ``total_frames`` environment frames (warm-up included).
 When no update is due (warm-up) it yields ``None`` once per collection so frame-keyed callbacks keep running.
+With ``updates_per_step`` = k > 1 (``trainer.updates_per_graph`` on a GPU) it yields, while k or more updates are
+due, an :class:`~algd.data.replay.Updates` of k updates whose batches the learner draws on the device, and single
+batches for the rest.
 The update counter is the learner's (``SafeActorCritic.updates``): the loader reads it to know how many updates the
 frames collected so far are still owed.
 
@@ -35,6 +38,7 @@ from torchrl.envs import EnvBase
 from algd import checks, schema
 from algd.actors import acting_copy, load_weights_
 from algd.data.collectors import env_specs, make_collector
+from algd.data.replay import DeviceSampler, Updates
 from algd.data.stream import Stream
 from algd.rng import rng_states, set_rng_states
 
@@ -56,6 +60,7 @@ class RLDataModule(L.LightningDataModule):
         collector: str = "single",
         sync_every_frames: int | None = None,
         device: str | torch.device = "cpu",
+        updates_per_step: int = 1,
     ):
         super().__init__()
         checks.enforce(schema.DATA, "data", **{k: v for k, v in locals().items() if k in schema.DATA.rules})
@@ -68,6 +73,8 @@ class RLDataModule(L.LightningDataModule):
         self.total_frames, self.warmup_frames = int(total_frames), int(warmup_frames)
         self.utd, self.batch_size, self.frames_per_batch = float(utd), int(batch_size), int(frames_per_batch)
         self.buffer_capacity = int(buffer_capacity)
+        self.updates_per_step = int(updates_per_step)  # > 1: hand the learner that many updates at a time
+        self._sampler: DeviceSampler | None = None
         self.frames = 0
         self.collect_seconds = 0.0
         self.env: EnvBase | None = None
@@ -183,9 +190,13 @@ class RLDataModule(L.LightningDataModule):
         iterator, served = None, 0
         done = updates_done or (lambda: served)
         while True:
-            while self.due_updates(done()) > 0:
-                served += 1
-                yield self.sample()
+            while (due := self.due_updates(done())) > 0:
+                if self.updates_per_step > 1 and due >= self.updates_per_step:
+                    served += self.updates_per_step
+                    yield self.updates()
+                else:
+                    served += 1
+                    yield self.sample()
             if self.frames >= self.total_frames:
                 return
             t0 = time.perf_counter()
@@ -208,6 +219,14 @@ class RLDataModule(L.LightningDataModule):
     def sample(self) -> TensorDictBase:
         """One replay batch of ``batch_size`` transitions."""
         return self.buffer.sample()
+
+    def updates(self) -> Updates:
+        """``updates_per_step`` updates whose batches the learner draws on the storage's device (every stream's
+        buffer: [B], or [S, B] for a population), the buffers' current sizes copied there first."""
+        if self._sampler is None:
+            self._sampler = DeviceSampler([stream.buffer for stream in self.streams], self.batch_size)
+        self._sampler.refresh()
+        return Updates(self.updates_per_step, self._sampler)
 
     def teardown(self, stage: str) -> None:
         self.close()

@@ -3,8 +3,10 @@ device, and its checkpoint form."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-from tensordict import TensorDict
+from tensordict import TensorDict, TensorDictBase
 from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 from torchrl.data.replay_buffers.samplers import RandomSampler
 
@@ -47,3 +49,40 @@ def load_buffer_state(buffer: TensorDictReplayBuffer, state: dict) -> None:
     if state["size"]:
         buffer.extend(TensorDict(state["data"], batch_size=[state["size"]]))
         buffer.writer.load_state_dict(state["writer"])
+
+
+class DeviceSampler:
+    """Uniform replay batches drawn where the storage lives, with no host sync, so that a CUDA graph can capture the
+    sampling together with the updates (``trainer.updates_per_graph``): indices from ``torch.rand`` on the device
+    scaled by the filled sizes (a device tensor that :meth:`refresh` sets, outside any capture, before each chunk of
+    updates), rows gathered from the storage (``LazyTensorStorage`` allocates its whole capacity once, at its first
+    write, so the addresses a graph recorded stay valid). One buffer: a batch [B]; S buffers (a population's
+    members): [S, B], row s from buffer s."""
+
+    def __init__(self, buffers: list[TensorDictReplayBuffer], batch_size: int):
+        self.buffers, self.batch_size = list(buffers), int(batch_size)
+        self.size = torch.zeros(len(self.buffers), 1, device=self.buffers[0].storage.device)
+
+    def refresh(self) -> None:
+        """The buffers' filled sizes onto the device (one small copy)."""
+        sizes = torch.tensor([[float(len(b))] for b in self.buffers])
+        self.size.copy_(sizes, non_blocking=True)
+
+    def indices(self) -> torch.Tensor:
+        """[S, B] row indices, uniform over each buffer's filled rows."""
+        u = torch.rand(len(self.buffers), self.batch_size, device=self.size.device)
+        return torch.minimum((u * self.size).long(), self.size.long() - 1)  # (u·n may round up to n in float32)
+
+    def __call__(self) -> TensorDictBase:
+        rows = [transitions(b.storage[i]) for b, i in zip(self.buffers, self.indices().unbind(0))]
+        return rows[0] if len(rows) == 1 else torch.stack(rows)
+
+
+@dataclass
+class Updates:
+    """What the loader hands the learner instead of a batch when ``trainer.updates_per_graph`` > 1: ``count``
+    updates, each on a batch ``sample()`` draws on the device
+    (:meth:`algd.learner.module.SafeActorCritic.update_many`)."""
+
+    count: int
+    sample: DeviceSampler

@@ -9,7 +9,9 @@ the update, so a checkpoint taken between two updates is an exact cut and a resu
 
 On CUDA with ``cuda_graphs`` (``trainer=gpu``), the update is captured once as a CUDA graph (:class:`GraphedUpdate`)
 and replayed for every batch: an ALGD update is ~1,000 small kernels whose launch cost, not arithmetic, bounds an
-eager GPU update.
+eager GPU update. With ``trainer.updates_per_graph`` = k > 1 the loader hands over k updates at a time
+(:class:`~algd.data.replay.Updates`) and one graph replays them with their replay sampling (:meth:`update_many`):
+no host sync inside the k updates.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from torch import nn
 from torch.profiler import record_function
 
 from algd import checks, schema
+from algd.data.replay import Updates
 from algd.learner import constraint, perf
-from algd.learner.graphs import LOSSES, GraphedUpdate
+from algd.learner.graphs import LOSSES, GraphedUpdate, GraphedUpdates
 from algd.learner.nets import QEnsemble, polyak_
 from algd.learner.population import batch_mean, per_row
 
@@ -140,6 +143,7 @@ class SafeActorCritic(L.LightningModule):
         self.updates = 0
         self.cuda_graphs = bool(cuda_graphs)
         self._graphed: GraphedUpdate | None = None
+        self._chunks: dict[tuple[int, int], GraphedUpdates] = {}  # (k, Polyak phase) → k updates in one graph
         self._own_optimizers: list[torch.optim.Optimizer] | None = None
         self._keys: list[str] = []
         self._sum: torch.Tensor | None = None
@@ -220,6 +224,8 @@ class SafeActorCritic(L.LightningModule):
         batch, _, _ = next(dataloader_iter)  # StopIteration ends the epoch: the frame budget is spent
         if batch is None:  # a collection tick without a due update (warm-up)
             return None
+        if isinstance(batch, Updates):  # k updates, their batches drawn on the device (trainer.updates_per_graph)
+            return self.update_many(batch.sample, batch.count)
         return self.update(batch.to(self.device, non_blocking=True))
 
     def update(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
@@ -239,6 +245,29 @@ class SafeActorCritic(L.LightningModule):
                 polyak_(self.qc_target, self.qc, self.tau)
         self._accumulate(metrics)
         return metrics
+
+    def update_many(self, sample: Callable[[], TensorDictBase], k: int) -> dict[str, torch.Tensor] | None:
+        """``k`` updates, each on a fresh batch ``sample()`` draws on the learner's device
+        (:class:`~algd.data.replay.DeviceSampler`). On CUDA with ``cuda_graphs``: one captured graph (one per phase
+        of the Polyak schedule) replays all k, sampling included, and their losses are checked for NaN/Inf once,
+        after it (:class:`NonFiniteLossError` names the first non-finite one; the checkpointer then saves only
+        finite parameters); elsewhere k eager updates, each checked before its steps."""
+        if not (self.cuda_graphs and self.device.type == "cuda"):
+            metrics = None
+            for _ in range(k):
+                metrics = self.update(sample())
+            return metrics
+        key = (int(k), self.updates % self.polyak_every)
+        if key not in self._chunks:
+            self._chunks[key] = GraphedUpdates(self, sample, *key)
+        total, losses = self._chunks[key]()
+        finite = torch.isfinite(losses)
+        if not bool(finite.all()):
+            step, column = (~finite).nonzero()[0].tolist()
+            raise NonFiniteLossError(LOSSES[column], losses[step, column].item(), self.updates + step)
+        self.updates += k
+        self._add(total, k)
+        return None
 
     def learn(self, batch: TensorDictBase, optimizers, check: bool) -> dict[str, torch.Tensor]:
         """Critics → cost ensemble → actor → λ on one batch (everything of an update but the counter and the
@@ -329,13 +358,18 @@ class SafeActorCritic(L.LightningModule):
         self.updates = int(checkpoint.get("updates", 0))
 
     # -------------------------------------------------------------------------------------------------- metrics
+    def metric_vector(self, metrics: dict[str, torch.Tensor]) -> torch.Tensor:
+        """An update's metrics as one stacked tensor (their names in ``_keys``), summed on the device until logged."""
+        self._keys = list(metrics)
+        return torch.stack([v.float() for v in metrics.values()])
+
     def _accumulate(self, metrics: dict[str, torch.Tensor]) -> None:
-        values = torch.stack([v.float() for v in metrics.values()])
-        if self._sum is None:
-            self._keys, self._sum = list(metrics), values
-        else:
-            self._sum = self._sum + values
-        self._count += 1
+        self._add(self.metric_vector(metrics), 1)
+
+    def _add(self, total: torch.Tensor, count: int) -> None:
+        """``total``: the sum of ``count`` updates' metric vectors (a graph's output: read, not kept)."""
+        self._sum = total.clone() if self._sum is None else self._sum + total
+        self._count += count
 
     def pop_metrics(self) -> dict[str, float]:
         """Means of the metrics since the last call (one host sync, at logging time only)."""
