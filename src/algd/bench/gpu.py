@@ -11,6 +11,8 @@ from algd.bench.report import machine_record, print_gpu_report, write_result
 from algd.bench.sac import minimal_sac_updates_per_s
 from algd.bench.timing import device_name_cpu
 
+UPDATES_PER_GRAPH = 50  # the loop's updates in one graph (UTD 10, 10 frames per collection: 100 per collection)
+
 
 def run_gpu(args) -> None:
     """The learner on CUDA vs this machine's CPU, in one run (batch 256, PointButton1 sizes)."""
@@ -42,6 +44,11 @@ def run_gpu(args) -> None:
     print("[bench] training loop of populations on PointButton1 (UTD 10, the GPU) ...", flush=True)
     result["train_population_cuda"] = {
         seeds: train_fps("diffusion", device="cuda", seeds=seeds, learn_frames=100) for seeds in (1, 8)
+    }
+    print(f"[bench] the same with trainer.updates_per_graph={UPDATES_PER_GRAPH} ...", flush=True)
+    many = [f"trainer.updates_per_graph={UPDATES_PER_GRAPH}"]
+    result["train_population_cuda_updates_per_graph"] = {
+        seeds: train_fps("diffusion", device="cuda", seeds=seeds, learn_frames=100, overrides=many) for seeds in (1, 8)
     }
     print_gpu_report(result)
     write_result(result, args.out or "logs/bench/bench_cuda.json")

@@ -123,11 +123,13 @@ def train_fps(
     env: str = "PointButton1",
     device: str = "cpu",
     seeds: int = 1,
+    overrides=(),
 ) -> dict[str, float]:
     """Frames/s and updates/s of the real training loop (DataModule, Lightning Trainer, UTD 10) on PointButton1
     (paper protocol) or the toy env, learner and replay on ``device``, timed from the first learning frame to the
     end; no logger, evaluation or checkpoints. ``seeds`` S > 1: a population of S (``seeds=[0..S-1]``); frames/s
-    and updates/s are per member, ``seed_updates_per_s`` is S × updates/s."""
+    and updates/s are per member, ``seed_updates_per_s`` is S × updates/s. ``overrides``: config overrides (e.g.
+    ``trainer.updates_per_graph=10``)."""
     import lightning as L
 
     from algd import build
@@ -141,6 +143,7 @@ def train_fps(
             f"warmup_frames={warmup}",
             f"utd={utd}",
             *on_device(device, graphs=device == "cuda"),
+            *overrides,
         ]
     )
     device = build.resolve_device(cfg)

@@ -124,8 +124,9 @@ def print_gpu_report(result: dict) -> None:
     for key, loop in result["train_toy"].items():
         print(f"  {key:<16} {loop['fps']:7.2f} frames/s  {loop['updates_per_s']:7.1f} updates/s")
     print("\ntraining loop, PointButton1, UTD 10, diffusion on the GPU (goals: 600 updates/s at S = 1, 3000 at S = 8):")
-    for seeds, loop in result.get("train_population_cuda", {}).items():
-        print(
-            f"  S = {seeds:<3} {loop['seed_updates_per_s']:8.1f} seed-updates/s  "
-            f"({loop['fps']:.2f} frames/s per member)"
-        )
+    for key, label in [("train_population_cuda", ""), ("train_population_cuda_updates_per_graph", ", k per graph")]:
+        for seeds, loop in result.get(key, {}).items():
+            print(
+                f"  S = {seeds:<3} {loop['seed_updates_per_s']:8.1f} seed-updates/s  "
+                f"({loop['fps']:.2f} frames/s per member{label})"
+            )
