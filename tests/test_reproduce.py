@@ -40,6 +40,24 @@ def test_the_task_is_its_paper_preset():
     assert "| ALGD | paper | 100000 | ≈ 34 | ≈ 1 | 10 |" in lines
 
 
+def test_the_parity_switches_are_methods_on_request():
+    """issue 16's PointButton1 A/B runs through make reproduce METHODS=algd_goal_done,... (not by default)."""
+    from omegaconf import OmegaConf
+
+    task = reproduce.task_overrides("PointButton")
+    switched = {
+        "algd_goal_done": ("model.reward_done_on_goal", True),
+        "algd_action_score": ("actor.score_space", "action"),
+        "algd_x0_clip": ("actor.x0_clip", 3.0),
+    }
+    base = reproduce.method_config(reproduce.method_overrides("algd", task, 2, []))
+    for method, (key, value) in switched.items():
+        cfg = reproduce.method_config(reproduce.method_overrides(method, task, 2, []))
+        assert OmegaConf.select(cfg, key) == value != OmegaConf.select(base, key)
+        assert cfg.total_frames == base.total_frames == 100_000 and cfg.energy == base.energy
+    assert set(reproduce.SWITCHES) == set(switched) and not set(reproduce.SWITCHES) & set(reproduce.METHODS)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -35,6 +35,14 @@ METHODS = {
     "sac_lag": ["experiment=sac_lag"],
     "cal": ["experiment=cal"],
 }
+# ALGD with one of the authors' behaviours switched on (issue 16's A/B, docs/parity.md): run on request
+# (``--methods algd,algd_goal_done,...``), not part of the default study
+SWITCHES = {
+    "algd_goal_done": ["experiment=algd", "model.reward_done_on_goal=true"],
+    "algd_action_score": ["experiment=algd", "actor.score_space=action"],
+    "algd_x0_clip": ["experiment=algd", "actor.x0_clip=3.0"],
+}
+RUNS = {**METHODS, **SWITCHES}
 MANIFEST = "reproduce.json"
 RUNTIME_KEYS = ("trainer.threads",)  # overrides that change how fast a run goes, not what it learns: not recorded
 PUBLISHED = Path(__file__).resolve().parents[2] / "data" / "published.yaml"
@@ -63,7 +71,7 @@ def on_device() -> list[str]:
 
 
 def method_overrides(method: str, task: list[str], seeds: int, extra: list[str]) -> list[str]:
-    return [*METHODS[method], *task, f"seeds=[{','.join(str(s) for s in range(seeds))}]", *on_device(), *extra]
+    return [*RUNS[method], *task, f"seeds=[{','.join(str(s) for s in range(seeds))}]", *on_device(), *extra]
 
 
 def method_config(overrides: list[str]):
@@ -319,7 +327,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="algd-reproduce", description=__doc__.split("\n\n")[1])
     parser.add_argument("task", nargs="?", help="a task with a paper preset (PointButton, Hopper, ...) or toy")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per method (one population each; default 5)")
-    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {', '.join(METHODS)}")
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"comma-separated, of {', '.join(METHODS)} (the default: all of them) and the parity switches "
+        f"{', '.join(SWITCHES)}",
+    )
     parser.add_argument("--out", help="the study's folder (default logs/reproduce/<task>)")
     parser.add_argument(
         "--jobs",
@@ -335,9 +348,9 @@ def main(argv: list[str] | None = None) -> None:
         if not args.task:
             raise ConfigError("give a task: make reproduce TASK=<task> (PointButton, Hopper, ... or toy)")
         methods = [m for m in args.methods.split(",") if m]
-        unknown = [m for m in methods if m not in METHODS]
+        unknown = [m for m in methods if m not in RUNS]
         if unknown or not methods:
-            raise ConfigError(f"unknown method {', '.join(unknown) or '(none)'}; valid methods: {', '.join(METHODS)}")
+            raise ConfigError(f"unknown method {', '.join(unknown) or '(none)'}; valid methods: {', '.join(RUNS)}")
         if args.jobs is not None and args.jobs < 1:
             raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
         if args.seeds < 2:
