@@ -82,6 +82,9 @@ def test_runs_differing_only_in_seed_or_threads_are_one_configuration():
     b = Run(Path("b"), ["experiment=cal", "seed=3", "seeds=[0,1]"], "completed")
     assert a.config == b.config == ("experiment=cal", "seeds=[0,1]")
     assert Run(Path("c"), ["experiment=cal", "trainer.precision=32-true"], "completed").config != a.config
+    # a key given twice (make reproduce: the paper preset's budget, then ARGS's) is the later value, as Hydra took it
+    twice = Run(Path("d"), ["experiment=cal", "total_frames=100000", "seeds=[0,1]", "total_frames=15000"], "completed")
+    assert twice.config == ("experiment=cal", "seeds=[0,1]", "total_frames=15000")
 
 
 def test_bad_ablation_name_lists_valid_ones(tmp_path):

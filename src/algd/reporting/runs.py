@@ -57,9 +57,13 @@ class Run:
 
     @property
     def config(self) -> tuple[str, ...]:
-        """The run's overrides less those that do not change what it learns (its seed, its torch threads): runs
-        that differ only there are seeds of one configuration."""
-        return tuple(sorted(o for o in self.overrides if o.partition("=")[0].lstrip("+~") not in NOT_CONFIG))
+        """The run's overrides (one per key) less those that do not change what it learns (its seed, its torch
+        threads): runs that differ only there are seeds of one configuration."""
+        from algd.launch.config import override_key
+        from algd.launch.resume import merge_overrides
+
+        # (a key given twice, e.g. a preset's total_frames and the command line's: the later value, as Hydra took it)
+        return tuple(sorted(o for o in merge_overrides(self.overrides, []) if override_key(o) not in NOT_CONFIG))
 
     @property
     def h(self) -> float | None:
