@@ -98,6 +98,7 @@ def test_resumed_run_equals_straight_run_and_seeds_determine_runs(tmp_path):
     assert len(tb["train/episode_return"]) == 400 // 50  # every episode once, across the two processes
 
 
+@pytest.mark.slow  # (≈ 30 s each: make test stays within its 10 minutes; make test-slow and CI run them)
 def test_sigkill_then_resume_continues_from_the_checkpoint(tmp_path):
     """A real training process killed with SIGKILL after a checkpoint: the resumed run starts at the checkpoint's
     frame with its replay buffer and λ, finishes, and the TensorBoard curves have no duplicate points. While it
@@ -411,6 +412,7 @@ def test_a_rebuilt_env_replays_the_interrupted_episode_exactly(task):
     first.close(), second.close()
 
 
+@pytest.mark.slow  # (≈ 30 s each: make test stays within its 10 minutes; make test-slow and CI run them)
 def test_submitit_job_saves_on_its_preemption_signal_requeues_and_finishes(tmp_path, uninterrupted):
     """``hydra/launcher=submitit_local``: the job's pre-emption / time-out signal (SIGUSR2, what submitit asks Slurm
     for) mid-run saves ``last.ckpt`` at the frame reached, submitit requeues the job, and the requeued job continues
