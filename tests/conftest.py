@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,6 +24,15 @@ def run_train(*overrides: str, tmp_path: Path, timeout: int = 600) -> subprocess
         *[o for o in overrides if not o.startswith("-")],
     ]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def wait_until(done, proc: subprocess.Popen, seconds: float, what: str, every: float = 0.1) -> None:
+    """Poll ``done()`` until it holds, failing with ``what`` if the process ``proc`` exits first or ``seconds`` pass."""
+    deadline = time.time() + seconds
+    while not done():
+        assert proc.poll() is None, f"the process exited before {what}"
+        assert time.time() < deadline, f"no {what} within {seconds:g} s"
+        time.sleep(every)
 
 
 def run_dirs(tmp_path: Path) -> list[Path]:

@@ -4,9 +4,8 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
-from conftest import ROOT
+from conftest import ROOT, wait_until
 
 from algd.launch.jobs import Job, makespan, run_parallel, threads_per_job
 
@@ -88,10 +87,7 @@ def test_a_signal_reaches_every_running_job_and_starts_no_other(tmp_path):
     )
     proc = subprocess.Popen([sys.executable, "-c", parent], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 60
-        while not all((tmp_path / f"{n}.started").exists() for n in "ab"):
-            assert proc.poll() is None and time.time() < deadline, "the jobs did not start"
-            time.sleep(0.1)
+        wait_until(lambda: all((tmp_path / f"{n}.started").exists() for n in "ab"), proc, 60, "the jobs' start")
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     finally:

@@ -4,10 +4,9 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, wait_until
 
 from algd import reproduce
 
@@ -138,10 +137,8 @@ def test_an_interrupted_study_saves_the_run_and_the_same_command_resumes_it(tmp_
     cmd = [sys.executable, "-m", "algd.reproduce", "toy", "--seeds", "2", "--out", str(out), *tiny, *budget]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.time() + 300
-        while not (out / "sac_lag" / "checkpoints" / "frame_300.ckpt").is_file():
-            assert proc.poll() is None and time.time() < deadline, "the study ended before its first checkpoint"
-            time.sleep(0.2)
+        first = out / "sac_lag" / "checkpoints" / "frame_300.ckpt"
+        wait_until(first.is_file, proc, 300, "the study's first checkpoint", every=0.2)
         proc.send_signal(signal.SIGTERM)
         stdout, _ = proc.communicate(timeout=120)
     finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, overrides, run_dirs, run_train
+from conftest import ROOT, overrides, run_dirs, run_train, wait_until
 
 from algd.callbacks.checkpoint import atomic_save_checkpoint, load_checkpoint
 from algd.errors import CheckpointError
@@ -53,11 +53,7 @@ def points(tags: dict, tag: str) -> list[tuple[int, float]]:
 
 def wait_for_checkpoint(proc: subprocess.Popen, tmp_path: Path, name: str, seconds: float = 240) -> None:
     """Wait until the training process ``proc`` has written ``checkpoints/<name>`` (and is still running)."""
-    deadline = time.time() + seconds
-    while not list(tmp_path.rglob(name)):
-        assert proc.poll() is None, f"training exited before writing {name}"
-        assert time.time() < deadline, f"no {name} within {seconds:g} s"
-        time.sleep(0.1)
+    wait_until(lambda: list(tmp_path.rglob(name)), proc, seconds, name)
 
 
 def test_resumed_run_equals_straight_run_and_seeds_determine_runs(tmp_path):

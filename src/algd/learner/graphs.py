@@ -10,12 +10,16 @@ import torch
 from tensordict import TensorDictBase
 
 from algd.data.replay import transitions
-from algd.learner.nets import polyak_
 
 if TYPE_CHECKING:
     from algd.learner.module import SafeActorCritic
 
 LOSSES = ("loss/critic", "loss/cost_critic", "loss/actor")
+
+
+def raw_optimizers(model: SafeActorCritic) -> list[torch.optim.Optimizer]:
+    """The optimisers ``model``'s update steps, without Lightning's wrapper (what a graph captures)."""
+    return [getattr(opt, "optimizer", opt) for opt in model.optimizer_list()]
 
 
 def capture(model: SafeActorCritic, fn: Callable[[], object], warmup: int = 3) -> tuple[torch.cuda.CUDAGraph, object]:
@@ -25,7 +29,7 @@ def capture(model: SafeActorCritic, fn: Callable[[], object], warmup: int = 3) -
     buffers and optimiser states are then put back in place (states created by the warm-up are zeroed, which is
     Adam's fresh state), so the warm-up leaves no trace but its random draws. Optimisers must be ``capturable``
     (``trainer=gpu`` sets ``optim.capturable=true``)."""
-    optimizers = [getattr(opt, "optimizer", opt) for opt in model.optimizer_list()]  # no Lightning wrapper
+    optimizers = raw_optimizers(model)
     for opt in optimizers:
         if not all(group.get("capturable", False) for group in opt.param_groups):
             raise ValueError(
@@ -69,7 +73,7 @@ class GraphedUpdate:
 
     def __init__(self, model: SafeActorCritic, batch: TensorDictBase, warmup: int = 3):
         self.static = transitions(batch).clone()
-        optimizers = model.optimizer_list()
+        optimizers = raw_optimizers(model)
         self.graph, self.out = capture(model, lambda: model.learn(self.static, optimizers, check=False), warmup)
 
     def __call__(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
@@ -82,26 +86,24 @@ class GraphedUpdates:
     """k consecutive updates in one CUDA graph, each on a batch that ``sample`` (a
     :class:`~algd.data.replay.DeviceSampler`) draws on the device inside the graph, with the Polyak averaging where
     it falls due (``phase``: the update counter modulo ``polyak_every`` at the chunk's start). Outputs: the sum of
-    the k updates' metric vectors (keys ``model.metric_keys``) and the k updates' losses [k, ·] (checked for NaN/Inf
-    after the replay: one host sync per k updates)."""
+    the k updates' metric vectors (:meth:`~algd.learner.module.SafeActorCritic.metric_vector`) and the k updates'
+    losses [k, 3] (checked for NaN/Inf after the replay: one host sync per k updates)."""
 
     def __init__(self, model: SafeActorCritic, sample: Callable[[], TensorDictBase], k: int, phase: int, warmup=1):
-        optimizers = model.optimizer_list()
+        optimizers = raw_optimizers(model)
 
         def updates():
             total, losses = None, []
             for i in range(k):
                 metrics = model.learn(sample(), optimizers, check=False)
                 if (phase + i + 1) % model.polyak_every == 0:
-                    polyak_(model.q_target, model.q, model.tau)
-                    polyak_(model.qc_target, model.qc, model.tau)
+                    model.polyak()
                 vector = model.metric_vector(metrics)
                 total = vector if total is None else total + vector
                 losses.append(torch.stack([metrics[name].reshape(-1).sum() for name in LOSSES]))
             return total, torch.stack(losses)
 
         self.graph, (self.total, self.losses) = capture(model, updates, warmup)
-        self.k = int(k)
 
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
         self.graph.replay()

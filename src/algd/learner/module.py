@@ -241,10 +241,14 @@ class SafeActorCritic(L.LightningModule):
         self.updates += 1
         if self.updates % self.polyak_every == 0:
             with record_function("polyak"):
-                polyak_(self.q_target, self.q, self.tau)
-                polyak_(self.qc_target, self.qc, self.tau)
+                self.polyak()
         self._accumulate(metrics)
         return metrics
+
+    def polyak(self) -> None:
+        """Target critics ← (1 − τ)·targets + τ·online critics (every ``polyak_every`` updates)."""
+        polyak_(self.q_target, self.q, self.tau)
+        polyak_(self.qc_target, self.qc, self.tau)
 
     def update_many(self, sample: Callable[[], TensorDictBase], k: int) -> dict[str, torch.Tensor] | None:
         """``k`` updates, each on a fresh batch ``sample()`` draws on the learner's device
