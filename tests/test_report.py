@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, overrides, run_train
 
+from algd.reporting.runs import derived
 from algd.reporting.stats import aggregate, align, bootstrap_ci, iqm
 from algd.reporting.tables import report
 
@@ -72,6 +73,22 @@ def test_run_measures_for_the_tables():
     assert below == {"cost": 3.0, "above": 0.0}  # nothing else logged: nothing else measured
 
 
+def test_derived_cost_critic_level_and_action_gap():
+    """δ = q − q_π at the frames all three tags share, δ / c̄, and L = (c̄ − γ·δ) / (1 − γ); frames with a cost-free
+    replay (c̄ < 1e-3) are left out, and L needs γ."""
+    curves = {
+        "lagrange/qc_hat": np.array([[1000, 0.5], [2000, 3.0], [3000, 2.0], [4000, 9.0]]),
+        "lagrange/qc_hat_policy": np.array([[1000, 0.5], [2000, 2.9], [3000, 1.8], [4000, 9.9]]),
+        "replay/cost": np.array([[1000, 0.0], [2000, 0.2], [3000, 0.1]]),  # no point at 4000: no derived point
+    }
+    out = derived(curves, cost_gamma=0.99)
+    np.testing.assert_allclose(out["derived/qc_action_gap"], [[2000, 0.5], [3000, 2.0]])
+    np.testing.assert_allclose(out["derived/qc_level"], [[2000, (0.2 - 0.099) / 0.01], [3000, (0.1 - 0.198) / 0.01]])
+    assert out["derived/qc_level"][1, 1] < 0  # a gap above one step's cost: a negative level from costs >= 0
+    assert set(derived(curves, cost_gamma=None)) == {"derived/qc_action_gap"}
+    assert derived({k: v for k, v in curves.items() if k != "replay/cost"}, 0.99) == {}
+
+
 def test_runs_differing_only_in_seed_or_threads_are_one_configuration():
     """A method resumed with other torch threads (make reproduce JOBS=2) stays in its group of the report."""
     from pathlib import Path
@@ -114,6 +131,7 @@ def energy_sweep(tmp_path_factory):
 PLOTS = {
     *("return.png", "cost.png", "lambda.png", "violation.png", "qc_hat.png", "qc_hat_policy.png"),
     *("penalty_active.png", "replay_cost.png", "chain_grad_growth.png", "saturation.png", "train_cost.png"),
+    *("qc_action_gap.png", "qc_level.png"),  # derived from qc_hat, qc_hat_policy and replay_cost
 }
 
 

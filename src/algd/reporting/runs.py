@@ -25,9 +25,43 @@ CURVES = {  # tag -> (file stem, axis label)
     "train/chain_grad_growth": ("chain_grad_growth", "chain gradient growth (first step / a⁰)"),
     "train/saturation": ("saturation", "action saturation (|a| > 0.99)"),
     "train/episode_cost": ("train_cost", "training episode cost"),
+    # derived by the report from the tags above (so runs logged before them have them too): see derived()
+    "derived/qc_action_gap": ("qc_action_gap", "Q̂c action gap δ / c̄ (replay − policy actions)"),
+    "derived/qc_level": ("qc_level", "Q̂c level (c̄ − γc·δ) / (1 − γc)"),
 }
-H_LINE = ("lagrange/qc_hat", "lagrange/qc_hat_policy")  # drawn with the runs' h (``lagrange/h``)
-ONE_LINE = ("calibration/cost_ratio", "calibration/reward_ratio", "train/chain_grad_growth")  # drawn with y = 1
+H_LINE = ("lagrange/qc_hat", "lagrange/qc_hat_policy", "derived/qc_level")  # drawn with the runs' h (``lagrange/h``)
+ONE_LINE = (  # drawn with y = 1
+    "calibration/cost_ratio",
+    "calibration/reward_ratio",
+    "train/chain_grad_growth",
+    "derived/qc_action_gap",
+)
+MIN_REPLAY_COST = 1e-3  # below it (a cost-free buffer) the derived cost-critic curves are not drawn
+
+
+def derived(curves: dict[str, np.ndarray], cost_gamma: float | None) -> dict[str, np.ndarray]:
+    """Where the cost critic's level is headed, from three logged replay means at each logged frame: Q̂c at the
+    replay actions q (``lagrange/qc_hat``), at the policy's own actions at the same states q_π
+    (``lagrange/qc_hat_policy``) and the replay cost per step c̄ (``replay/cost``). The critic is trained towards
+    c + γc·Q̂c(s', π(s')); over the replay (s' distributed about as s) its mean therefore moves towards the level
+    L = (c̄ − γc·δ) / (1 − γc), with the action gap δ = q − q_π (how much more the critic charges the data's
+    actions than the policy's). With δ = 0, L = c̄ / (1 − γc), the replay's cost rate summed with discount; a gap
+    δ kept at every step lowers L by γc·δ / (1 − γc), and δ ≥ c̄ puts L at or below zero although no cost is
+    negative. Returns ``derived/qc_action_gap`` (δ / c̄) and ``derived/qc_level`` (L; needs ``cost_gamma``) at the
+    frames where c̄ ≥ MIN_REPLAY_COST."""
+    parts = [curves.get(t) for t in ("lagrange/qc_hat", "lagrange/qc_hat_policy", "replay/cost")]
+    if any(c is None or not len(c) for c in parts):
+        return {}
+    frames = np.intersect1d(np.intersect1d(parts[0][:, 0], parts[1][:, 0]), parts[2][:, 0])
+    q, q_pi, c = (c[np.searchsorted(c[:, 0], frames), 1] for c in parts)
+    keep = c >= MIN_REPLAY_COST
+    frames, gap, c = frames[keep], (q - q_pi)[keep], c[keep]
+    out = {"derived/qc_action_gap": np.stack([frames, gap / c], axis=1)}
+    if cost_gamma is not None:
+        out["derived/qc_level"] = np.stack([frames, (c - cost_gamma * gap) / (1 - cost_gamma)], axis=1)
+    return out
+
+
 CALIBRATION = ("calibration/cost_q", "calibration/cost_to_go")  # read for the table (the last evaluation's)
 
 
@@ -112,10 +146,14 @@ def load_run(path: Path) -> Run:
     overrides = [str(o) for o in yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text()) or []]
     record = read_status(path) or {"status": "unfinished"}
     run = Run(path, overrides, record["status"], record.get("error", ""))
+    cost_gamma = None
     with contextlib.suppress(Exception):  # no config yet, or a limit that does not resolve: no line is drawn
-        run.cost_limit = float(OmegaConf.load(path / ".hydra" / "config.yaml").env.cost_limit)
+        cfg = OmegaConf.load(path / ".hydra" / "config.yaml")
+        run.cost_limit = float(cfg.env.cost_limit)
+        cost_gamma = float(cfg.cost_gamma)
     if run.status != "failed" and (path / "tb").is_dir():
         run.curves = read_scalars(path / "tb", [*CURVES, *CALIBRATION, "lagrange/h"])
+        run.curves.update(derived(run.curves, cost_gamma))
     return run
 
 

@@ -101,7 +101,10 @@ def report(sweep: Path, out: Path | None = None) -> Path:
         "the summed cost of every training episode (warm-up included), the cost paid while learning. Q̂c vs "
         "realised: the last evaluation's mean Q̂c along its episodes and the realised discounted cost-to-go "
         "(calibration/*, where the episodes are long enough for the discount). Q̂c ≥ h: the seeds whose λ's Q̂c "
-        "(`lagrange/qc_hat`, replay actions) reached h, and the first frame at which each did.",
+        "(`lagrange/qc_hat`, replay actions) reached h, and the first frame at which each did. Derived plots "
+        "(`algd.reporting.runs.derived`): qc_action_gap, the action gap δ = Q̂c at the replay's actions minus Q̂c at "
+        "the policy's (same states) over the replay cost per step c̄, and qc_level, the level (c̄ − γc·δ)/(1 − γc) "
+        "that the Bellman target moves the cost critic's replay mean towards (c̄/(1 − γc) when δ = 0).",
         "",
         "| config | seeds | frames | final return | final cost | above the limit | final violation | mean violation "
         "| training cost | Q̂c vs realised | Q̂c ≥ h | cost limit |",
