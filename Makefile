@@ -47,6 +47,9 @@ VIDEO    ?=
 eval: $(STAMP) ## Evaluate a policy: make eval RUN=<run dir or checkpoint> EPISODES=20 [VIDEO=1] [ARGS="<overrides>"]
 	@$(PY) -m algd.evaluate $(if $(RUN),"$(RUN)") --episodes $(EPISODES) $(if $(filter 1 true yes,$(VIDEO)),--video) $(ARGS)
 
+calibrate: $(STAMP) ## The critics against a run's last training episodes: make calibrate RUN=<run dir> [EPISODES=10]
+	@$(PY) -m algd.calibrate $(if $(RUN),"$(RUN)") $(if $(filter command line environment,$(origin EPISODES)),--episodes $(EPISODES))
+
 test: $(STAMP) ## Run the test suite (unit, config, end-to-end incl. real Safety-Gymnasium); < 10 min on 2 cores
 	@$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
 

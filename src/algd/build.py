@@ -7,7 +7,7 @@ none of them can measure or load a learner that training no longer builds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from algd.errors import ConfigError
@@ -93,6 +93,18 @@ def resolve_precision(setting: str, device: str) -> tuple[str, str]:
     if setting == "bf16-mixed" and not fast:
         return setting, f"as set; {has}, so bf16 is likely slower than 32-true here"
     return setting, "as set"
+
+
+def keep_precision(device: Device, ckpt: dict | None, setting: str) -> Device:
+    """A resumed run under ``trainer.precision=auto`` keeps the precision its checkpoint was trained in (the CPU
+    probe's reading varies from one start to the next, and a run's numbers depend on its precision); a precision set
+    explicitly is used as set."""
+    saved = (ckpt or {}).get("precision")
+    if setting != "auto" or saved is None or saved == device.precision:
+        return device
+    where, _, now = device.why.partition(f"; precision {device.precision} (auto: ")
+    why = f"{where}; precision {saved} (auto: the checkpoint's; this start alone would take {device.precision}, {now}"
+    return replace(device, precision=saved, why=why)
 
 
 def build_env(cfg):

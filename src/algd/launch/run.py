@@ -49,6 +49,7 @@ def _run(cfg, device, out_dir: Path) -> dict[str, float]:
                 f"{cfg.total_frames}; pass a larger total_frames to extend the run"
             )
             return {}
+        device = build.keep_precision(device, ckpt, str(cfg.trainer.get("precision", "32-true")))
     threads = default_threads(cfg)
     if threads:
         torch.set_num_threads(threads)

@@ -357,6 +357,7 @@ class SafeActorCritic(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["updates"] = self.updates
+        checkpoint["precision"] = self.precision  # a resumed ``auto`` run keeps it (algd.build.keep_precision)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.updates = int(checkpoint.get("updates", 0))
