@@ -94,8 +94,8 @@ ablate: $(STAMP) ## Sweep preset: make ablate ABL=<actor|energy|rho|ensemble|mc_
 
 SWEEP   ?=
 OUT     ?=
-report: $(STAMP) ## Plots and table of a sweep across seeds: make report SWEEP=<sweep dir> [OUT=<dir>] (default <sweep>/report)
-	@$(PY) -m algd.report $(SWEEP) $(if $(OUT),--out $(OUT))
+report: $(STAMP) ## Plots and table of a sweep across seeds: make report SWEEP=<sweep dir> [OUT=<dir>] (default <sweep>/report); ARCHIVE=<dir>: a compact copy of its runs instead
+	@$(PY) -m algd.report $(SWEEP) $(if $(OUT),--out $(OUT)) $(if $(ARCHIVE),--archive $(ARCHIVE))
 
 # The claim check: augmented vs plain Lagrangian energy with the diffusion actor on the toy task in its claim setting
 # (configs/experiment/claim.yaml: critics calibrated before the end), CLAIM_SEEDS seeds each (one population per

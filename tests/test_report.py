@@ -176,6 +176,28 @@ def test_report_of_partial_sweep_skips_failed_and_keeps_unfinished_runs(energy_s
     assert {p.name for p in out.glob("*.png")} == PLOTS
 
 
+def test_an_archive_reports_like_the_runs(energy_sweep, tmp_path):
+    """``algd-report --archive``: configs, status and curves of every run in a few KB each, no checkpoints or event
+    files; the report of the archive has the same tables, rows and plots as the report of the runs."""
+    arch = tmp_path / "archive"
+    cmd = [sys.executable, "-m", "algd.report", str(energy_sweep), "--archive", str(arch)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"archived 4 runs into {arch}" in proc.stdout
+    files = [p for p in arch.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.suffix == ".ckpt" or "tfevents" in p.name]
+    assert sorted({p.name for p in files}) == ["config.yaml", "curves.csv", "overrides.yaml", "status.json"]
+    assert max(p.stat().st_size for p in files if p.name == "curves.csv") < 50_000
+    original = report(energy_sweep, tmp_path / "from_runs").joinpath("report.md").read_text()
+    archived = report(arch, tmp_path / "from_archive").joinpath("report.md").read_text()
+    assert archived.split("\n", 1)[1] == original.split("\n", 1)[1]  # all but the title (the folder's name)
+    assert {p.name for p in (tmp_path / "from_archive").glob("*.png")} == PLOTS
+    bad = subprocess.run(
+        [*cmd[:3], str(tmp_path / "none"), "--archive", str(arch)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2 and "no such folder" in bad.stderr
+
+
 def test_presets_compose():
     from hydra import compose, initialize_config_dir
 

@@ -23,10 +23,26 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="algd-report", description=__doc__.split("\n\n")[1])
     parser.add_argument("sweep", nargs="?", help="a sweep folder (or any folder of runs, e.g. logs/runs/toy)")
     parser.add_argument("--out", help="output folder (default: <sweep>/report)")
+    parser.add_argument(
+        "--archive",
+        metavar="DIR",
+        help="instead of a report, write a compact copy of the runs (configs, status, curves; no checkpoints) into "
+        "DIR, which the report reads like the runs",
+    )
     args = parser.parse_args(argv)
     try:
         if not args.sweep:
             raise ConfigError("give a sweep folder: make report SWEEP=logs/ablations/<name>/<env>/<time>")
+        if args.archive:
+            from algd.reporting.runs import archive
+
+            if not Path(args.sweep).is_dir():
+                raise ConfigError(f"{args.sweep}: no such folder")
+            written = archive(Path(args.sweep), Path(args.archive))
+            if not written:
+                raise ConfigError(f"{args.sweep}: no run directories (.hydra/overrides.yaml) under it")
+            print(f"[algd] archived {len(written)} runs into {args.archive} (make report SWEEP={args.archive})")
+            return
         out = report(Path(args.sweep), args.out)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

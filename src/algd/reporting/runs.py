@@ -1,4 +1,5 @@
-"""The runs under a folder: their overrides, how they ended (``status.json``), cost limit and TensorBoard curves."""
+"""The runs under a folder: their overrides, how they ended (``status.json``), cost limit and TensorBoard curves; and
+their archives (:func:`archive`), which the report reads like the runs themselves."""
 
 from __future__ import annotations
 
@@ -77,6 +78,48 @@ def read_scalars(tb_dir: Path, tags=CURVES) -> dict[str, np.ndarray]:
     }
 
 
+CURVES_FILE = "curves.csv"  # an archived run's curves: tag,frame,value rows (written by archive())
+ARCHIVED = (".hydra/overrides.yaml", ".hydra/config.yaml", "status.json")  # copied as they are
+
+
+def read_curves(path: Path) -> dict[str, np.ndarray]:
+    """``{tag: array of (frame, value) rows}`` of an archived run's :data:`CURVES_FILE`."""
+    import csv
+
+    rows: dict[str, list[tuple[float, float]]] = {}
+    with open(path, newline="") as f:
+        for tag, frame, value in csv.reader(f):
+            if tag != "tag":  # the header
+                rows.setdefault(tag, []).append((float(frame), float(value)))
+    return {t: np.array(r, dtype=float).reshape(-1, 2) for t, r in rows.items()}
+
+
+def archive(root: Path, dest: Path) -> list[Path]:
+    """A compact copy of every run under ``root`` (as :func:`find_runs` finds them) at the same relative path under
+    ``dest``: its ``.hydra`` overrides and config, its ``status.json`` and, in :data:`CURVES_FILE`, the scalars the
+    report reads from its TensorBoard events, so that ``make report`` on ``dest`` gives the same tables and plots
+    without the runs (no checkpoints, no event files: a few KB per run, small enough to keep beside a write-up, and
+    arms run in different places can be reported together). Returns the archived run folders."""
+    import csv
+    import shutil
+
+    root, dest, written = Path(root), Path(dest), []
+    for run in find_runs(root):
+        target = dest / (run.path.relative_to(root) if run.path != root else Path(run.path.name))
+        for name in ARCHIVED:
+            if (run.path / name).is_file():
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(run.path / name, target / name)
+        raw = {k: v for k, v in run.curves.items() if not k.startswith("derived/")}  # derived again when read
+        with open(target / CURVES_FILE, "w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(["tag", "frame", "value"])
+            for tag, points in sorted(raw.items()):
+                out.writerows([tag, int(frame), repr(float(value))] for frame, value in points)
+        written.append(target)
+    return written
+
+
 NOT_CONFIG = ("seed", "trainer.threads")
 
 
@@ -153,7 +196,9 @@ def load_run(path: Path) -> Run:
         cost_gamma = float(cfg.cost_gamma)
     if run.status != "failed" and (path / "tb").is_dir():
         run.curves = read_scalars(path / "tb", [*CURVES, *CALIBRATION, "lagrange/h"])
-        run.curves.update(derived(run.curves, cost_gamma))
+    elif run.status != "failed" and (path / CURVES_FILE).is_file():  # an archived run
+        run.curves = read_curves(path / CURVES_FILE)
+    run.curves.update(derived(run.curves, cost_gamma))
     return run
 
 
