@@ -7,7 +7,7 @@ stochastic policy actually ran, where the evaluation's calibration (``calibratio
 deterministic episodes. It prints
 
 - Q̂c(s_t, a_t) against the realised discounted cost-to-go Σ_j γc^j·c_{t+j} (and the reward critic against the
-  discounted return-to-go), over the steps whose realised sum misses at most 1 % of the discount weight
+  discounted return-to-go), over the steps whose realised sum misses at most 5 % of the discount weight
   (:func:`algd.callbacks.evaluation.calibration`);
 - the action gap at those states, δ = Q̂c(s, a_t) − Q̂c(s, a′) with a′ the policy's action as the critic's Bellman
   target draws it (``actor.target_action``), over c̄, the episodes' cost per step, and the level (c̄ − γc·δ)/(1 − γc)
@@ -24,18 +24,13 @@ import json
 import sys
 from pathlib import Path
 
-from algd.errors import AlgdError, ConfigError
+from algd.errors import ConfigError, OneLineParser, exit_on_error
 
 USAGE = "python -m algd.calibrate <run dir> [--episodes N] [--out FILE.json]"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit code 2
-        raise ConfigError(f"{message} (usage: {USAGE})")
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = _Parser(prog="algd-calibrate", usage=USAGE, description=__doc__.split("\n\n")[1])
+    parser = OneLineParser(prog="algd-calibrate", usage=USAGE, description=__doc__.split("\n\n")[1])
     parser.add_argument("run", nargs="?", help="a run directory (a population's, a member's or a single run's)")
     parser.add_argument("--episodes", type=int, default=10, help="the last N complete training episodes (default 10)")
     parser.add_argument("--out", default=None, help="also write the numbers as JSON to this file")
@@ -165,11 +160,7 @@ def report_lines(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
-        calibrate_run(parse_args(sys.argv[1:] if argv is None else argv))
-    except AlgdError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(err.code) from None
+    exit_on_error(lambda: calibrate_run(parse_args(sys.argv[1:] if argv is None else argv)))
 
 
 if __name__ == "__main__":

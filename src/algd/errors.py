@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
+
 
 class AlgdError(Exception):
     """Base class; ``code`` is the process exit code of a single run that stops with it."""
@@ -49,3 +52,20 @@ class RunBusy(AlgdError, RuntimeError):
     """The run directory is in use by another live process (exit code 6)."""
 
     code = 6
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line naming its ``usage`` (a :class:`ConfigError`, exit code 2) where
+    argparse would print its usage block."""
+
+    def error(self, message):
+        raise ConfigError(f"{message} (usage: {self.usage})")
+
+
+def exit_on_error(call) -> None:
+    """``call()``, an :class:`AlgdError` reported as one line on stderr with its exit code (a tool's ``main``)."""
+    try:
+        call()
+    except AlgdError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(err.code) from None

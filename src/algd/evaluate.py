@@ -13,18 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from algd.errors import AlgdError, ConfigError
+from algd.errors import ConfigError, OneLineParser, exit_on_error
 
 USAGE = "algd-eval <run dir or checkpoint> [--episodes N] [--video] [key=value ...]"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit code 2 (argparse would print the usage block too)
-        raise ConfigError(f"{message} (usage: {USAGE})")
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = _Parser(prog="algd-eval", usage=USAGE, description=__doc__.split("\n\n")[1])
+    parser = OneLineParser(prog="algd-eval", usage=USAGE, description=__doc__.split("\n\n")[1])
     parser.add_argument("run", nargs="?", help="a run directory (logs/runs/<env>/<run>) or a checkpoint file in it")
     parser.add_argument("--episodes", type=int, default=20, help="deterministic episodes (default 20)")
     parser.add_argument("--video", action="store_true", help="also write one episode as a video file")
@@ -47,11 +42,7 @@ def main(argv: list[str] | None = None) -> None:
 
     headless_rendering()
 
-    try:
-        evaluate_run(parse_args(sys.argv[1:] if argv is None else argv))
-    except AlgdError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(err.code) from None
+    exit_on_error(lambda: evaluate_run(parse_args(sys.argv[1:] if argv is None else argv)))
 
 
 if __name__ == "__main__":
