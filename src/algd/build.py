@@ -179,6 +179,17 @@ def build_learner(cfg, specs: dict, info, device: Device, components: dict | Non
     )
 
 
+def restore_learner(cfg, env, info, ckpt: dict, ckpt_path):
+    """The learner training built for this run (on CPU, in fp32, as acting runs it), with the weights of the loaded
+    checkpoint ``ckpt`` (read from ``ckpt_path``): what ``algd-eval`` and ``algd-calibrate`` evaluate."""
+    from algd.callbacks.checkpoint import load_weights
+    from algd.data.collectors import env_specs
+
+    learner = build_learner(cfg, env_specs(env), info, Device("cpu", cuda_graphs=False))
+    load_weights(learner, ckpt, ckpt_path)
+    return learner
+
+
 def build_callbacks(cfg) -> dict:
     """The callbacks (``callbacks/``), by name, in config order; a node set to null is left out."""
     from hydra.utils import instantiate as hydra_instantiate

@@ -97,9 +97,8 @@ def calibrate_run(args: argparse.Namespace) -> list[dict]:
     import torch
 
     from algd import build
-    from algd.callbacks.checkpoint import checkpoint_frames, load_checkpoint, load_weights
+    from algd.callbacks.checkpoint import checkpoint_frames, load_checkpoint
     from algd.callbacks.evaluation import calibration
-    from algd.data.collectors import env_specs
     from algd.launch.runtime import default_threads, quiet_libraries
 
     quiet_libraries()
@@ -115,12 +114,11 @@ def calibrate_run(args: argparse.Namespace) -> list[dict]:
             torch.set_num_threads(threads)
         factory = build.build_env(cfg)
         env = factory(int(cfg.seed))
+        weights = load_checkpoint(weights_path)
         try:
-            learner = build.build_learner(cfg, env_specs(env), factory.info, build.Device("cpu", cuda_graphs=False))
+            learner = build.restore_learner(cfg, env, factory.info, weights, weights_path)
         finally:
             env.close()
-        weights = load_checkpoint(weights_path)
-        load_weights(learner, weights, weights_path)
         learner.requires_grad_(False).eval()
         data = replay_of(population_ckpt, names.index(member.name) if names else None)
         episodes = split_episodes(data, args.episodes)

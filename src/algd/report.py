@@ -36,11 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.archive:
             from algd.reporting.runs import archive
 
-            if not Path(args.sweep).is_dir():
-                raise ConfigError(f"{args.sweep}: no such folder")
             written = archive(Path(args.sweep), Path(args.archive))
-            if not written:
-                raise ConfigError(f"{args.sweep}: no run directories (.hydra/overrides.yaml) under it")
             print(f"[algd] archived {len(written)} runs into {args.archive} (make report SWEEP={args.archive})")
             return
         out = report(Path(args.sweep), args.out)

@@ -26,9 +26,8 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, float]:
     import torch
 
     from algd import build
-    from algd.callbacks.checkpoint import checkpoint_frames, load_checkpoint, load_weights
+    from algd.callbacks.checkpoint import checkpoint_frames, load_checkpoint
     from algd.callbacks.evaluation import POLICY_EVAL_SEED_OFFSET, evaluate
-    from algd.data.collectors import env_specs
 
     overrides = [a for a in merge_overrides(original, new) if not override_key(a).startswith("hydra")]
     cfg = build.compose(overrides)
@@ -43,9 +42,7 @@ def evaluate_run(args: argparse.Namespace) -> dict[str, float]:
     info = factory.info
     env = factory(seed)
     try:
-        learner = build.build_learner(cfg, env_specs(env), info, build.Device("cpu", cuda_graphs=False))
-        load_weights(learner, ckpt, ckpt_path)  # the learner training built, with the run's weights
-        actor = learner.actor.requires_grad_(False).eval()
+        actor = build.restore_learner(cfg, env, info, ckpt, ckpt_path).actor.requires_grad_(False).eval()
         frames = checkpoint_frames(ckpt)
         print(
             f"[algd] evaluating {ckpt_path} (frame {frames}, actor {cfg.actor.name}) on {info.name} "

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from algd.errors import ConfigError
 from algd.launch.population import MANIFEST
 from algd.launch.status import read_status
 
@@ -104,7 +105,7 @@ def archive(root: Path, dest: Path) -> list[Path]:
     import shutil
 
     root, dest, written = Path(root), Path(dest), []
-    for run in find_runs(root):
+    for run in runs_in(root):
         target = dest / (run.path.relative_to(root) if run.path != root else Path(run.path.name))
         for name in ARCHIVED:
             if (run.path / name).is_file():
@@ -200,6 +201,16 @@ def load_run(path: Path) -> Run:
         run.curves = read_curves(path / CURVES_FILE)
     run.curves.update(derived(run.curves, cost_gamma))
     return run
+
+
+def runs_in(folder: Path) -> list[Run]:
+    """:func:`find_runs` of a folder that must exist and hold runs (a one-line error otherwise)."""
+    if not Path(folder).is_dir():
+        raise ConfigError(f"{folder}: no such folder")
+    runs = find_runs(folder)
+    if not runs:
+        raise ConfigError(f"{folder}: no run directories (.hydra/overrides.yaml) under it")
+    return runs
 
 
 def find_runs(root: Path) -> list[Run]:

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from algd.errors import ConfigError
-from algd.reporting.runs import CURVES, H_LINE, ONE_LINE, Run, find_runs
+from algd.reporting.runs import CURVES, H_LINE, ONE_LINE, Run, runs_in
 from algd.reporting.stats import IQM_MIN_SEEDS, aggregate, align
 
 
@@ -73,11 +72,7 @@ def _reached(frames: list[float]) -> str:
 def report(sweep: Path, out: Path | None = None) -> Path:
     """Write the plots and ``report.md`` of the runs under ``sweep``; returns the output folder."""
     sweep = Path(sweep)
-    if not sweep.is_dir():
-        raise ConfigError(f"{sweep}: no such folder")
-    runs = find_runs(sweep)
-    if not runs:
-        raise ConfigError(f"{sweep}: no run directories (.hydra/overrides.yaml) under it")
+    runs = runs_in(sweep)
     out = Path(out) if out else sweep / "report"
     out.mkdir(parents=True, exist_ok=True)
     common = set.intersection(*(set(r.config) for r in runs))
