@@ -102,7 +102,8 @@ def calibrate_run(args: argparse.Namespace) -> list[dict]:
     from algd.launch.runtime import default_threads, quiet_libraries
 
     quiet_libraries()
-    population_ckpt = load_checkpoint(population / "checkpoints" / "last.ckpt")
+    population_path = population / "checkpoints" / "last.ckpt"
+    population_ckpt = load_checkpoint(population_path)
     names = [m.name for m in member_dirs(population)]
     results = []
     for member in members:
@@ -114,7 +115,9 @@ def calibrate_run(args: argparse.Namespace) -> list[dict]:
             torch.set_num_threads(threads)
         factory = build.build_env(cfg)
         env = factory(int(cfg.seed))
-        weights = load_checkpoint(weights_path)
+        # a single run's weights are in the checkpoint already loaded for its replay
+        same = weights_path.resolve() == population_path.resolve()
+        weights = population_ckpt if same else load_checkpoint(weights_path)
         try:
             learner = build.restore_learner(cfg, env, factory.info, weights, weights_path)
         finally:
