@@ -16,13 +16,20 @@ from algd.reporting.tables import report
 from test_end_to_end import scalars
 
 
-def episode(costs, rewards, obs_dim=3, act_dim=2) -> TensorDict:
+def episode(costs, rewards, obs_dim=3, act_dim=2, terminated: bool = False) -> TensorDict:
+    """An episode of ``len(costs)`` steps that ends at the time limit, or in a true termination at its last step."""
     steps = len(costs)
+    end = torch.zeros(steps, 1, dtype=torch.bool)
+    end[-1] = terminated
     return TensorDict(
         {
             "observation": torch.arange(steps, dtype=torch.float32).unsqueeze(-1).expand(steps, obs_dim).clone(),
             "action": torch.zeros(steps, act_dim),
-            "next": {"cost": torch.tensor(costs).unsqueeze(-1), "reward": torch.tensor(rewards).unsqueeze(-1)},
+            "next": {
+                "cost": torch.tensor(costs).unsqueeze(-1),
+                "reward": torch.tensor(rewards).unsqueeze(-1),
+                "terminated": end,
+            },
         },
         batch_size=[steps],
     )
@@ -60,6 +67,30 @@ def test_calibration_compares_values_with_the_realised_sums_where_the_tail_is_ne
     out = calibration([episode([0.0] * 8, rewards)], lambda o, a: (-o[:, :1], torch.ones(8, 1)), gamma, gamma)
     assert "calibration/cost_ratio" not in out and out["calibration/cost_error"] == pytest.approx(1.0)
     assert math.ceil(math.log(0.05) / math.log(0.99)) == 299  # PointButton1's 400 steps: steps 0..101 are compared
+
+
+def test_calibration_uses_every_step_of_an_episode_that_terminated_where_the_critic_stops_too():
+    """A hopper that falls after 100 steps (γ = 0.99): no step's realised sum is complete under the time-limit rule,
+    but the episode's end is a true termination, where the reward critic's bootstrap stops, and the cost critic's
+    too where ``cost_done_mask`` (the velocity tasks): then every step's realised sum is the critic's whole target."""
+    steps, gamma = 100, 0.99
+    costs, rewards = [0.5] * steps, [1.0] * steps
+    cost_to_go = discounted_to_go(torch.tensor(costs), gamma)
+    return_to_go = discounted_to_go(torch.tensor(rewards), gamma)
+
+    def values(obs, action):  # exact critics: min-Q and Q̂c equal the realised sums
+        return return_to_go.unsqueeze(-1), cost_to_go.unsqueeze(-1)
+
+    fell = episode(costs, rewards, terminated=True)
+    out = calibration([fell], values, gamma, gamma, cost_done_mask=True)
+    assert out["calibration/cost_steps"] == steps and out["calibration/reward_steps"] == steps
+    assert out["calibration/cost_ratio"] == pytest.approx(1.0) and out["calibration/reward_ratio"] == pytest.approx(1.0)
+    assert out["calibration/cost_to_go"] == pytest.approx(cost_to_go.mean().item())
+    # Safety-Gym (cost_done_mask False): the cost critic bootstraps through the termination, so its sums are cut
+    out = calibration([fell], values, gamma, gamma, cost_done_mask=False)
+    assert "calibration/cost_steps" not in out and out["calibration/reward_steps"] == steps
+    # the same 100 steps cut by the time limit: nothing qualifies for either critic
+    assert calibration([episode(costs, rewards)], values, gamma, gamma, cost_done_mask=True) == {}
 
 
 def test_penalty_active_is_where_the_penalty_depends_on_the_action():

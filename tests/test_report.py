@@ -87,6 +87,11 @@ def test_derived_cost_critic_level_and_action_gap():
     assert out["derived/qc_level"][1, 1] < 0  # a gap above one step's cost: a negative level from costs >= 0
     assert set(derived(curves, cost_gamma=None)) == {"derived/qc_action_gap"}
     assert derived({k: v for k, v in curves.items() if k != "replay/cost"}, 0.99) == {}
+    # falls that stop the cost bootstrap (velocity tasks, replay/cost_stops): the effective discount γ·(1 − stops)
+    stops = {**curves, "replay/cost_stops": np.array([[2000, 0.01], [3000, 0.5]])}
+    level = derived(stops, cost_gamma=0.99)["derived/qc_level"]
+    g2, g3 = 0.99 * 0.99, 0.99 * 0.5
+    np.testing.assert_allclose(level, [[2000, (0.2 - g2 * 0.1) / (1 - g2)], [3000, (0.1 - g3 * 0.2) / (1 - g3)]])
 
 
 def test_runs_differing_only_in_seed_or_threads_are_one_configuration():

@@ -157,3 +157,29 @@ def test_hopper_trains_on_both_protocols(tmp_path, protocol, limit, h):
     assert ("eval/cost_undiscounted" in tags) == (protocol == "paper")
     if protocol == "paper":  # speed costs are positive: the discounted sum is below the plain one
         assert 0 < tags["eval/cost"][-1].value < tags["eval/cost_undiscounted"][-1].value
+
+
+@pytest.mark.safety_gym
+def test_hopper_calibrates_on_episodes_that_end_in_a_fall(tmp_path):
+    """Hopper (paper protocol) through the real entry point: the untrained hopper falls long before γ's horizon, a true
+    termination where both critics stop bootstrapping, so the calibration compares every step of the evaluation
+    episode (the time-limit rule alone would compare none)."""
+    proc = run_train(
+        "env=Hopper",
+        "protocol=paper",
+        *overrides(
+            "actor=gaussian total_frames=300 warmup_frames=200 batch_size=32 utd=1 eval_every_frames=300 "
+            "eval_episodes=1 trainer.threads=1"
+        ),
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "h = 82.7480" in proc.stdout and "discounted" in proc.stdout
+    (run_dir,) = run_dirs(tmp_path)
+    tags = scalars(run_dir)
+    length = tags["eval/length"][-1].value
+    assert length < 299  # fell: no step's realised sum would be complete under the time-limit rule
+    assert tags["calibration/cost_steps"][-1].value == length and tags["calibration/reward_steps"][-1].value == length
+    assert {"eval/cost_undiscounted", "calibration/cost_ratio", "calibration/reward_error"} <= set(tags)
+    stops = tags["replay/cost_stops"][-1].value  # the falls among the sampled transitions: some, far from all
+    assert 0 < stops < 0.5

@@ -7,11 +7,13 @@ stochastic policy actually ran, where the evaluation's calibration (``calibratio
 deterministic episodes. It prints
 
 - Q̂c(s_t, a_t) against the realised discounted cost-to-go Σ_j γc^j·c_{t+j} (and the reward critic against the
-  discounted return-to-go), over the steps whose realised sum misses at most 5 % of the discount weight
-  (:func:`algd.callbacks.evaluation.calibration`);
+  discounted return-to-go), over the steps whose realised sum is the critic's whole target: every step of an
+  episode that ended in a termination where the critic stops too, else those whose realised sum misses at most 5 %
+  of the discount weight (:func:`algd.callbacks.evaluation.calibration`);
 - the action gap at those states, δ = Q̂c(s, a_t) − Q̂c(s, a′) with a′ the policy's action as the critic's Bellman
-  target draws it (``actor.target_action``), over c̄, the episodes' cost per step, and the level (c̄ − γc·δ)/(1 − γc)
-  such a gap holds the critic's mean at (:func:`algd.reporting.runs.derived` reads the same from the logged curves).
+  target draws it (``actor.target_action``), over c̄, the episodes' cost per step, and the level (c̄ − γ′·δ)/(1 − γ′)
+  such a gap holds the critic's mean at (γ′ = γc, or γc·(1 − the fraction of steps that end in a fall) where the
+  cost bootstrap stops there) (:func:`algd.reporting.runs.derived` reads the same from the logged curves).
 
 The episodes were run by a policy that changed while they ran (UTD updates per frame), so the realised sums belong
 to the policies of those frames, not exactly to the saved one.
@@ -52,19 +54,25 @@ def split_episodes(data, last: int) -> list:
 
 def action_gap(learner, episodes, cost_gamma: float) -> dict[str, float]:
     """δ = Q̂c(s, a_data) − Q̂c(s, a′), a′ ~ the policy's Bellman-target action, its ratio to the episodes' cost per
-    step c̄, and the level (c̄ − γc·δ)/(1 − γc)."""
+    step c̄, and the level :func:`algd.reporting.runs.qc_level` (with the episodes' terminations where the learner's
+    cost bootstrap stops at them)."""
     import torch
+
+    from algd.reporting.runs import qc_level
 
     obs = torch.cat([td["observation"] for td in episodes])
     data_actions = torch.cat([td["action"] for td in episodes])
     c = torch.cat([td["next", "cost"].reshape(-1) for td in episodes]).float().mean().item()
+    stops = 0.0
+    if learner.cost_done_mask:
+        stops = torch.cat([td["next", "terminated"].reshape(-1) for td in episodes]).float().mean().item()
     with torch.no_grad():
         policy_actions = learner.actor.target_action(obs)[0]
     qc_data = learner.critic_values(obs, data_actions)[1].mean().item()
     qc_policy = learner.critic_values(obs, policy_actions)[1].mean().item()
     gap = qc_data - qc_policy
-    out = {"qc_data": qc_data, "qc_policy": qc_policy, "gap": gap, "cost_per_step": c}
-    out["level"] = (c - cost_gamma * gap) / (1 - cost_gamma)
+    out = {"qc_data": qc_data, "qc_policy": qc_policy, "gap": gap, "cost_per_step": c, "cost_stops": stops}
+    out["level"] = qc_level(c, gap, cost_gamma, stops)
     if c > 0:
         out["gap_over_cost"] = gap / c
     return out
@@ -128,7 +136,9 @@ def calibrate_run(args: argparse.Namespace) -> list[dict]:
         if not episodes:
             raise ConfigError(f"{member_dir}: no complete training episode in the replay")
         torch.manual_seed(0)  # the policy's draws for the action gap
-        stats = calibration(episodes, learner.critic_values, float(cfg.gamma), float(cfg.cost_gamma))
+        stats = calibration(
+            episodes, learner.critic_values, float(cfg.gamma), float(cfg.cost_gamma), learner.cost_done_mask
+        )
         result = {
             "run": str(member_dir),
             "frame": checkpoint_frames(weights),
@@ -155,7 +165,8 @@ def report_lines(r: dict) -> str:
     gap = f", δ/c̄ {r['gap_over_cost']:.2f}" if "gap_over_cost" in r else ""
     lines.append(
         f"  action gap δ = Q̂c(s, a_data) − Q̂c(s, π) = {r['qc_data']:.3f} − {r['qc_policy']:.3f} = {r['gap']:.3f}"
-        f"{gap} (c̄ = {r['cost_per_step']:.4f} per step); level (c̄ − γc·δ)/(1 − γc) = {r['level']:.2f}"
+        f"{gap} (c̄ = {r['cost_per_step']:.4f} per step); level (c̄ − γ′·δ)/(1 − γ′) = {r['level']:.2f}"
+        + (f" (γ′ = γc·(1 − {r['cost_stops']:.4f}): the falls stop the cost bootstrap)" if r.get("cost_stops") else "")
     )
     return "\n".join(lines)
 

@@ -71,21 +71,29 @@ def discounted_to_go(x: torch.Tensor, gamma: float) -> torch.Tensor:
     return out
 
 
-def calibration(episodes, values, gamma: float, cost_gamma: float, max_tail: float = MAX_TAIL) -> dict[str, float]:
+def calibration(
+    episodes, values, gamma: float, cost_gamma: float, cost_done_mask: bool = False, max_tail: float = MAX_TAIL
+) -> dict[str, float]:
     """How the critics' values at the episodes' own (state, action) pairs compare with what the episodes realised:
     Q̂c(s_t, a_t) against the discounted cost-to-go Σ_j γ_c^j·c_{t+j}, min(Q1, Q2)(s_t, a_t) against the discounted
-    return-to-go, pooled over the steps of every episode whose realised sum misses at most ``max_tail`` of the
-    discount weight (γ^(T − t) ≤ max_tail, T the episode's length: the critics bootstrap through the time limit, the
-    realised sums stop there). ``values(obs, action)`` → (min-Q, Q̂c), each [T, 1]. Returns, per critic
-    (``cost``, ``reward``): ``calibration/<c>_q`` (mean value), ``_to_go`` (mean realised), ``_error`` (mean of
-    value − realised), ``_abs_error`` and ``_ratio`` (mean value / mean realised, where |mean realised| > 1e-3);
-    and ``_steps`` (how many steps were compared). Nothing where no step qualifies (episodes too short for γ: 50
-    steps at γ = 0.99, for instance)."""
+    return-to-go, pooled over the steps whose realised sum is the critic's whole target: every step of an episode
+    that ended in a true termination where the critic stops bootstrapping too (always for the reward critic; for
+    the cost critic where ``cost_done_mask``, as on the velocity tasks), else the steps whose realised sum misses at
+    most ``max_tail`` of the discount weight (γ^(T − t) ≤ max_tail, T the episode's length: the critics bootstrap
+    through the time limit, the realised sums stop there). ``values(obs, action)`` → (min-Q, Q̂c), each [T, 1].
+    Returns, per critic (``cost``, ``reward``): ``calibration/<c>_q`` (mean value), ``_to_go`` (mean realised),
+    ``_error`` (mean of value − realised), ``_abs_error`` and ``_ratio`` (mean value / mean realised, where
+    |mean realised| > 1e-3); and ``_steps`` (how many steps were compared). Nothing where no step qualifies
+    (episodes cut by the time limit too short for γ: 50 steps at γ = 0.99, for instance)."""
     pairs = {"cost": [], "reward": []}
     for td in episodes:
         steps, q, qc = td.shape[-1], None, None
-        for name, discount in (("cost", cost_gamma), ("reward", gamma)):
-            last = steps - math.ceil(math.log(max_tail) / math.log(discount)) if discount < 1 else -1
+        terminated = ("next", "terminated") in td.keys(True) and bool(td["next", "terminated"].reshape(-1)[-1])
+        for name, discount, stops in (("cost", cost_gamma, cost_done_mask), ("reward", gamma, True)):
+            if terminated and stops:
+                last = steps - 1
+            else:
+                last = steps - math.ceil(math.log(max_tail) / math.log(discount)) if discount < 1 else -1
             if last < 0:
                 continue
             if q is None:
@@ -159,7 +167,13 @@ class Evaluator(EveryFrames):
                 self.info.episode_length,
                 self.info.cost_limit,
                 self.info.eval_cost_discount,
-                partial(calibration, values=pl_module.critic_values, gamma=gamma, cost_gamma=cost_gamma),
+                partial(
+                    calibration,
+                    values=pl_module.critic_values,
+                    gamma=gamma,
+                    cost_gamma=cost_gamma,
+                    cost_done_mask=pl_module.cost_done_mask,
+                ),
             )
         log_scalars(trainer, self.last, frames)
         tqdm.write(

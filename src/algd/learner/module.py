@@ -336,6 +336,7 @@ class SafeActorCritic(L.LightningModule):
             "train/q": q.detach().mean((0, -2, -1)),
             **self._policy_gap_metrics(seen),
             "replay/cost": batch_mean(cost),
+            **({"replay/cost_stops": batch_mean(1.0 - cost_mask)} if self.cost_done_mask else {}),
             **actor_metrics,
         }
 

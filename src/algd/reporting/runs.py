@@ -41,15 +41,26 @@ ONE_LINE = (  # drawn with y = 1
 MIN_REPLAY_COST = 1e-3  # below it (a cost-free buffer) the derived cost-critic curves are not drawn
 
 
+def qc_level(cost, gap, cost_gamma: float, stops=0.0):
+    """The level L the cost critic's replay mean moves towards, given the replay's cost per step c̄, the action gap δ
+    and the fraction of transitions where the cost bootstrap stops (a true termination on the velocity tasks,
+    ``replay/cost_stops``; none on Safety-Gym): with the effective discount γ′ = γc·(1 − stops),
+    L = (c̄ − γ′·δ) / (1 − γ′). Scalars or arrays alike."""
+    discount = cost_gamma * (1 - stops)
+    return (cost - discount * gap) / (1 - discount)
+
+
 def derived(curves: dict[str, np.ndarray], cost_gamma: float | None) -> dict[str, np.ndarray]:
     """Where the cost critic's level is headed, from three logged replay means at each logged frame: Q̂c at the
     replay actions q (``lagrange/qc_hat``), at the policy's own actions at the same states q_π
     (``lagrange/qc_hat_policy``) and the replay cost per step c̄ (``replay/cost``). The critic is trained towards
     c + γc·Q̂c(s', π(s')); over the replay (s' distributed about as s) its mean therefore moves towards the level
-    L = (c̄ − γc·δ) / (1 − γc), with the action gap δ = q − q_π (how much more the critic charges the data's
-    actions than the policy's). With δ = 0, L = c̄ / (1 − γc), the replay's cost rate summed with discount; a gap
-    δ kept at every step lowers L by γc·δ / (1 − γc), and δ ≥ c̄ puts L at or below zero although no cost is
-    negative. Returns ``derived/qc_action_gap`` (δ / c̄) and ``derived/qc_level`` (L; needs ``cost_gamma``) at the
+    L = (c̄ − γc·δ) / (1 − γc) (:func:`qc_level`), with the action gap δ = q − q_π (how much more the critic charges
+    the data's actions than the policy's). With δ = 0, L = c̄ / (1 − γc), the replay's cost rate summed with
+    discount; a gap δ kept at every step lowers L by γc·δ / (1 − γc), and δ ≥ c̄ puts L at or below zero although
+    no cost is negative. Where the cost bootstrap stops at terminations (``replay/cost_stops``, logged by runs on
+    the velocity tasks) γc becomes γc·(1 − stops); a run logged before that tag existed is read as if nothing
+    stopped. Returns ``derived/qc_action_gap`` (δ / c̄) and ``derived/qc_level`` (L; needs ``cost_gamma``) at the
     frames where c̄ ≥ MIN_REPLAY_COST."""
     parts = [curves.get(t) for t in ("lagrange/qc_hat", "lagrange/qc_hat_policy", "replay/cost")]
     if any(c is None or not len(c) for c in parts):
@@ -60,11 +71,14 @@ def derived(curves: dict[str, np.ndarray], cost_gamma: float | None) -> dict[str
     frames, gap, c = frames[keep], (q - q_pi)[keep], c[keep]
     out = {"derived/qc_action_gap": np.stack([frames, gap / c], axis=1)}
     if cost_gamma is not None:
-        out["derived/qc_level"] = np.stack([frames, (c - cost_gamma * gap) / (1 - cost_gamma)], axis=1)
+        stops = curves.get("replay/cost_stops")
+        rate = np.interp(frames, stops[:, 0], stops[:, 1]) if stops is not None and len(stops) else 0.0
+        out["derived/qc_level"] = np.stack([frames, qc_level(c, gap, cost_gamma, rate)], axis=1)
     return out
 
 
 CALIBRATION = ("calibration/cost_q", "calibration/cost_to_go")  # read for the table (the last evaluation's)
+READ_ONLY = (*CALIBRATION, "lagrange/h", "replay/cost_stops")  # read (and archived), not drawn
 
 
 def read_scalars(tb_dir: Path, tags=CURVES) -> dict[str, np.ndarray]:
@@ -196,7 +210,7 @@ def load_run(path: Path) -> Run:
         run.cost_limit = float(cfg.env.cost_limit)
         cost_gamma = float(cfg.cost_gamma)
     if run.status != "failed" and (path / "tb").is_dir():
-        run.curves = read_scalars(path / "tb", [*CURVES, *CALIBRATION, "lagrange/h"])
+        run.curves = read_scalars(path / "tb", [*CURVES, *READ_ONLY])
     elif run.status != "failed" and (path / CURVES_FILE).is_file():  # an archived run
         run.curves = read_curves(path / CURVES_FILE)
     run.curves.update(derived(run.curves, cost_gamma))
