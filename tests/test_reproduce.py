@@ -1,6 +1,7 @@
 """``make reproduce``: the paper's study for one task (algd.reproduce), at a tiny budget on the toy task."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -101,6 +102,19 @@ def test_methods_join_a_study_with_seeds_of_their_own(tmp_path):
     }
     with pytest.raises(reproduce.ConfigError, match="cal was run with other settings \\(seeds: 2 there, 3 here\\)"):
         reproduce.check_manifest(tmp_path, "toy", ["cal"], 3, TINY)
+
+
+def test_every_invocation_sets_the_threads_of_the_runs_it_starts_or_resumes(monkeypatch):
+    """A resumed run replays its own last overrides: a method last run two at a time (1 thread each) and continued
+    with JOBS=1 gets this invocation's threads (all the cores), not the 1 it was stopped with."""
+    from algd.launch.resume import merge_overrides
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert reproduce.runtime_overrides([], 1) == ["trainer.threads=2"]
+    assert reproduce.runtime_overrides([], 2) == ["trainer.threads=1"]
+    assert reproduce.runtime_overrides(["trainer.threads=3"], 1) == ["trainer.threads=3"]  # given: kept
+    saved = ["experiment=algd", "trainer.threads=1"]  # the run's .hydra/overrides.yaml after a JOBS=2 invocation
+    assert merge_overrides(saved, reproduce.runtime_overrides([], 1)) == ["experiment=algd", "trainer.threads=2"]
 
 
 @pytest.mark.slow

@@ -217,6 +217,13 @@ def estimate(
     return wall
 
 
+def runtime_overrides(runtime: list[str], jobs: int) -> list[str]:
+    """This invocation's runtime overrides: the ones given, else ``trainer.threads`` = the cores shared out over
+    ``jobs``, even for one job: a resumed run replays its own last overrides, so a study that ran two at a time
+    (1 thread each) and continues with ``JOBS=1`` would otherwise keep 1 thread of 2."""
+    return runtime or [f"trainer.threads={threads_per_job(jobs)}"]
+
+
 def default_jobs(pending: int) -> int:
     """Methods run at a time unless ``--jobs`` says: 1 on a GPU (one device for all); on a CPU 2 where it has ≥ 2
     cores (two processes with half the cores each made 1.2–1.4× the updates of one with all of them on 2 cores,
@@ -363,8 +370,7 @@ def main(argv: list[str] | None = None) -> None:
         check_manifest(out, args.task, methods, args.seeds, study)
         pending = [m for m in methods if state(out / m)[0] not in ("completed", "failed")]
         jobs = min(args.jobs or default_jobs(len(pending)), max(1, len(pending)))  # (no slot without a method)
-        if jobs > 1 and not runtime:
-            runtime = [f"trainer.threads={threads_per_job(jobs)}"]
+        runtime = runtime_overrides(runtime, jobs)
         value = runtime[-1].partition("=")[2] if runtime else ""
         threads = int(value) if value.isdigit() else None
         print(f"[reproduce] {args.task}: {', '.join(methods)}; {args.seeds} seeds each; in {out}")
