@@ -304,7 +304,7 @@ def run_methods(todo: dict[str, list[str]], out: Path, jobs: int, runtime: list[
     for method in pending:
         cmd, what = method_command(todo[method], out / method, runtime)
         queue.append(Job(method, cmd, out / f"{method}.log", note=what))
-    print(f"[reproduce] {len(queue)} methods, {jobs} at a time, {', '.join(runtime) or 'default threads'}")
+    print(f"[reproduce] {len(queue)} methods, {jobs} at a time, {', '.join(runtime)}")
     run_parallel(queue, jobs, on_start=start, on_end=end)
     return results
 
@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
         pending = [m for m in methods if state(out / m)[0] not in ("completed", "failed")]
         jobs = min(args.jobs or default_jobs(len(pending)), max(1, len(pending)))  # (no slot without a method)
         runtime = runtime_overrides(runtime, jobs)
-        value = runtime[-1].partition("=")[2] if runtime else ""
+        value = runtime[-1].partition("=")[2]
         threads = int(value) if value.isdigit() else None
         print(f"[reproduce] {args.task}: {', '.join(methods)}; {args.seeds} seeds each; in {out}")
         estimate(task, methods, args.seeds, study, out, jobs, threads)
