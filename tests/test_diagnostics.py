@@ -93,6 +93,39 @@ def test_calibration_uses_every_step_of_an_episode_that_terminated_where_the_cri
     assert calibration([episode(costs, rewards)], values, gamma, gamma, cost_done_mask=True) == {}
 
 
+def test_calibration_ends_the_reward_sums_where_the_goal_was_met_under_the_reference_mask():
+    """``reward_done_on_goal`` (the reference's reward mask): the reward critic's target ends at each step where the
+    goal was met, so its realised sums stop there and every step up to the episode's last goal counts whole
+    (50 steps at γ = 0.99: none would qualify under the time-limit rule alone)."""
+    steps, gamma, goal_at = 50, 0.99, (9, 29)
+    rewards = [0.1] * steps
+    for g in goal_at:
+        rewards[g] = 1.0
+    td = episode([0.0] * steps, rewards)
+    met = torch.zeros(steps, 1, dtype=torch.bool)
+    met[list(goal_at)] = True
+    td["next", "goal_met"] = met
+    stops = met.reshape(-1)
+    to_goal = discounted_to_go(torch.tensor(rewards), gamma, stops)
+    assert to_goal[9] == pytest.approx(1.0) and to_goal[10] == pytest.approx(
+        sum(0.1 * gamma**j for j in range(19)) + gamma**19
+    )
+    assert to_goal[8] == pytest.approx(0.1 + gamma * 1.0)  # the sum before a goal ends at it
+    assert torch.equal(
+        discounted_to_go(torch.tensor(rewards), gamma, torch.zeros(steps, dtype=torch.bool)),
+        discounted_to_go(torch.tensor(rewards), gamma),
+    )
+
+    def values(obs, action):  # a reward critic exact for the goal-ended target; Q̂c 0
+        return to_goal.unsqueeze(-1), torch.zeros(steps, 1)
+
+    out = calibration([td], values, gamma, gamma, reward_done_on_goal=True)
+    assert out["calibration/reward_steps"] == 30 and out["calibration/reward_ratio"] == pytest.approx(1.0)
+    assert "calibration/cost_steps" not in out  # the cost critic's sums still run through the goals
+    # our default mask (the bootstrap goes on through the goal): nothing qualifies, as before
+    assert calibration([td], values, gamma, gamma) == {}
+
+
 def test_penalty_active_is_where_the_penalty_depends_on_the_action():
     g, lam = torch.tensor([[-2.0], [-0.5], [0.3]]), torch.tensor(1.0)
     assert AugmentedLagrangianEnergy(rho=1.0).active(g, lam).flatten().tolist() == [False, True, True]

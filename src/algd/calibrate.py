@@ -137,7 +137,12 @@ def calibrate_run(args: argparse.Namespace) -> list[dict]:
             raise ConfigError(f"{member_dir}: no complete training episode in the replay")
         torch.manual_seed(0)  # the policy's draws for the action gap
         stats = calibration(
-            episodes, learner.critic_values, float(cfg.gamma), float(cfg.cost_gamma), learner.cost_done_mask
+            episodes,
+            learner.critic_values,
+            float(cfg.gamma),
+            float(cfg.cost_gamma),
+            learner.cost_done_mask,
+            learner.reward_done_on_goal,
         )
         result = {
             "run": str(member_dir),

@@ -62,17 +62,27 @@ def evaluate(
 MAX_TAIL = 0.05  # calibration uses the steps t of an episode of T steps where γ^(T − t) ≤ this
 
 
-def discounted_to_go(x: torch.Tensor, gamma: float) -> torch.Tensor:
-    """G_t = Σ_{j ≥ 0} γ^j·x_{t+j} to the episode's end, for a per-step sequence ``x`` [T]."""
+def discounted_to_go(x: torch.Tensor, gamma: float, stops: torch.Tensor | None = None) -> torch.Tensor:
+    """G_t = Σ_{j ≥ 0} γ^j·x_{t+j} to the episode's end, for a per-step sequence ``x`` [T]; where ``stops`` [T]
+    (bool) is given, a sum also ends at the first step s ≥ t with ``stops[s]`` (G_t = x_t + γ·(1 − stops_t)·G_{t+1},
+    the bootstrap of a critic whose mask is 0 there)."""
     out, running = torch.empty_like(x), x.new_zeros(())
     for t in reversed(range(x.shape[0])):
+        if stops is not None and bool(stops[t]):
+            running = x.new_zeros(())
         running = x[t] + gamma * running
         out[t] = running
     return out
 
 
 def calibration(
-    episodes, values, gamma: float, cost_gamma: float, cost_done_mask: bool = False, max_tail: float = MAX_TAIL
+    episodes,
+    values,
+    gamma: float,
+    cost_gamma: float,
+    cost_done_mask: bool = False,
+    reward_done_on_goal: bool = False,
+    max_tail: float = MAX_TAIL,
 ) -> dict[str, float]:
     """How the critics' values at the episodes' own (state, action) pairs compare with what the episodes realised:
     Q̂c(s_t, a_t) against the discounted cost-to-go Σ_j γ_c^j·c_{t+j}, min(Q1, Q2)(s_t, a_t) against the discounted
@@ -80,7 +90,10 @@ def calibration(
     that ended in a true termination where the critic stops bootstrapping too (always for the reward critic; for
     the cost critic where ``cost_done_mask``, as on the velocity tasks), else the steps whose realised sum misses at
     most ``max_tail`` of the discount weight (γ^(T − t) ≤ max_tail, T the episode's length: the critics bootstrap
-    through the time limit, the realised sums stop there). ``values(obs, action)`` → (min-Q, Q̂c), each [T, 1].
+    through the time limit, the realised sums stop there). Where ``reward_done_on_goal`` (the reference's reward
+    mask) the reward critic's target also ends at each step where the goal was met (``("next", "goal_met")``): its
+    realised sums stop there, and every step up to the episode's last goal counts whole.
+    ``values(obs, action)`` → (min-Q, Q̂c), each [T, 1].
     Returns, per critic (``cost``, ``reward``): ``calibration/<c>_q`` (mean value), ``_to_go`` (mean realised),
     ``_error`` (mean of value − realised), ``_abs_error`` and ``_ratio`` (mean value / mean realised, where
     |mean realised| > 1e-3); and ``_steps`` (how many steps were compared). Nothing where no step qualifies
@@ -89,17 +102,23 @@ def calibration(
     for td in episodes:
         steps, q, qc = td.shape[-1], None, None
         terminated = ("next", "terminated") in td.keys(True) and bool(td["next", "terminated"].reshape(-1)[-1])
+        goals = None
+        if reward_done_on_goal and ("next", "goal_met") in td.keys(True):
+            goals = td["next", "goal_met"].reshape(-1).bool()
         for name, discount, stops in (("cost", cost_gamma, cost_done_mask), ("reward", gamma, True)):
             if terminated and stops:
                 last = steps - 1
             else:
                 last = steps - math.ceil(math.log(max_tail) / math.log(discount)) if discount < 1 else -1
+            ends = goals if name == "reward" else None  # steps where the critic's target ends inside the episode
+            if ends is not None and bool(ends.any()):
+                last = max(last, int(ends.nonzero()[-1]))
             if last < 0:
                 continue
             if q is None:
                 q, qc = values(td["observation"], td["action"])
             value = (qc if name == "cost" else q).reshape(-1)[: last + 1]
-            realised = discounted_to_go(td["next", name].reshape(-1).float(), discount)[: last + 1]
+            realised = discounted_to_go(td["next", name].reshape(-1).float(), discount, ends)[: last + 1]
             pairs[name].append((value, realised))
     out: dict[str, float] = {}
     for name, got in pairs.items():
@@ -173,6 +192,7 @@ class Evaluator(EveryFrames):
                     gamma=gamma,
                     cost_gamma=cost_gamma,
                     cost_done_mask=pl_module.cost_done_mask,
+                    reward_done_on_goal=pl_module.reward_done_on_goal,
                 ),
             )
         log_scalars(trainer, self.last, frames)

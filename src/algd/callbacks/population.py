@@ -6,8 +6,8 @@ The callbacks that describe one agent (``per_member = True``: the frame logger, 
 run once per member through :class:`Population`, each seeing the member through a view of the trainer, the
 DataModule and the learner with the interface it reads from a single run's (``frames``, ``seed``,
 ``pop_finished_episodes()``, ``recent_episodes()``; ``updates``, ``pop_metrics()``, ``lagrange_multiplier()``,
-``actor``, ``critic_values``, ``gamma``, ``cost_gamma``, ``cost_done_mask``; ``logger``, ``should_stop``). The
-others (checkpointer, progress bar, signals) see the population.
+``actor``, ``critic_values``, ``gamma``, ``cost_gamma``, ``cost_done_mask``, ``reward_done_on_goal``; ``logger``,
+``should_stop``). The others (checkpointer, progress bar, signals) see the population.
 """
 
 from __future__ import annotations
@@ -87,6 +87,10 @@ class MemberLearner:
     @property
     def cost_done_mask(self) -> bool:
         return self._population.learner.cost_done_mask
+
+    @property
+    def reward_done_on_goal(self) -> bool:
+        return self._population.learner.reward_done_on_goal
 
     def pop_metrics(self) -> dict[str, float]:
         return self._population.member_metrics(self.index)
