@@ -105,12 +105,12 @@ def calibration(
         goals = None
         if reward_done_on_goal and ("next", "goal_met") in td.keys(True):
             goals = td["next", "goal_met"].reshape(-1).bool()
-        for name, discount, stops in (("cost", cost_gamma, cost_done_mask), ("reward", gamma, True)):
+        # per critic: its discount, whether a termination stops it, the steps where its target ends inside the episode
+        for name, discount, stops, ends in (("cost", cost_gamma, cost_done_mask, None), ("reward", gamma, True, goals)):
             if terminated and stops:
                 last = steps - 1
             else:
                 last = steps - math.ceil(math.log(max_tail) / math.log(discount)) if discount < 1 else -1
-            ends = goals if name == "reward" else None  # steps where the critic's target ends inside the episode
             if ends is not None and bool(ends.any()):
                 last = max(last, int(ends.nonzero()[-1]))
             if last < 0:
