@@ -194,11 +194,12 @@ def test_x0_clip_fraction():
 
 
 def test_diagnostics_reach_tensorboard_and_the_report_for_every_member(tmp_path):
-    """A population on the toy task at γ = 0.9 (50-step episodes are long enough for calibration at that γ)."""
+    """A population on the toy task at γ = 0.9 (50-step episodes are long enough for calibration at that γ), with
+    the x̂0 clip on so that its fraction is logged and drawn too (off by default)."""
     proc = run_train(
         *overrides(
             "env=toy seeds=[0,1] total_frames=400 warmup_frames=200 utd=1 batch_size=64 eval_every_frames=200 "
-            "eval_episodes=2 log_every_frames=100 gamma=0.9 cost_gamma=0.9 trainer.threads=1"
+            "eval_episodes=2 log_every_frames=100 gamma=0.9 cost_gamma=0.9 trainer.threads=1 actor.x0_clip=1.0"
         ),
         tmp_path=tmp_path,
     )
@@ -212,6 +213,7 @@ def test_diagnostics_reach_tensorboard_and_the_report_for_every_member(tmp_path)
             "replay/cost",
             "train/chain_grad_norm/step0",
             "train/chain_grad_growth",
+            "train/x0_clipped",
             "calibration/cost_error",
             "calibration/reward_ratio",
         ]:
@@ -226,7 +228,7 @@ def test_diagnostics_reach_tensorboard_and_the_report_for_every_member(tmp_path)
     out = report(run_dir)
     pngs = {p.name for p in out.glob("*.png")}
     assert {"qc_hat.png", "qc_hat_policy.png", "penalty_active.png", "replay_cost.png", "calibration_cost.png"} <= pngs
-    assert {"calibration_reward.png", "chain_grad_growth.png", "saturation.png", "return.png"} <= pngs
+    assert {"calibration_reward.png", "chain_grad_growth.png", "saturation.png", "return.png", "x0_clipped.png"} <= pngs
 
 
 @pytest.mark.slow

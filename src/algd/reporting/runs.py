@@ -25,6 +25,7 @@ CURVES = {  # tag -> (file stem, axis label)
     "calibration/cost_ratio": ("calibration_cost", "eval Q̂c / realised cost-to-go"),
     "calibration/reward_ratio": ("calibration_reward", "eval min Q / realised return-to-go"),
     "train/chain_grad_growth": ("chain_grad_growth", "chain gradient growth (first step / a⁰)"),
+    "train/x0_clipped": ("x0_clipped", "x̂0 components at the clip (actor.x0_clip)"),
     "train/saturation": ("saturation", "action saturation (|a| > 0.99)"),
     "train/episode_cost": ("train_cost", "training episode cost"),
     # derived by the report from the tags above (so runs logged before them have them too): see derived()
